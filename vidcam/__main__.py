@@ -1,0 +1,5 @@
+"""``python -m vidcam``."""
+
+from vidcam.cli import main
+
+main()

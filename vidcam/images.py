@@ -1,0 +1,106 @@
+"""Reading still images and fitting frames to a model's input.
+
+Images come back as RGB uint8 (H, W, 3) whatever the file holds: grayscale, RGBA/palette with transparency
+(composited on white), 16-bit (scaled to 8), CMYK or EXIF-rotated JPEGs (upright).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vidcam.errors import InputError
+
+__all__ = ["read_image", "fit_to_model", "fit_batch", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+MAX_IMAGE_PIXELS = 200_000_000  # a 14142 x 14142 image: beyond that a "photo" is a decompression bomb
+
+
+def _to_rgb8(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        lo, hi = float(np.min(img)), float(np.max(img))
+        img = ((img - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        alpha = img[..., 3:4].astype(np.float32) / 255.0
+        bgr = img[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return cv2.cvtColor(bgr.round().astype(np.uint8), cv2.COLOR_BGR2RGB)
+    if img.shape[2] == 1:
+        return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3), upright.
+
+    Raises:
+        InputError: missing, a directory, unreadable, empty, not an image, or absurdly large.
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not an image")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    if data.size == 0:
+        raise InputError(f"{path} is empty")
+    if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:
+        # JPEG: IMREAD_COLOR applies the EXIF orientation and converts CMYK/gray to colour.
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    else:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise InputError(f"{path} is not an image vidcam can read (JPEG, PNG, BMP, WebP, TIFF, GIF)")
+    if img.shape[0] * img.shape[1] > MAX_IMAGE_PIXELS:
+        raise InputError(f"{path} is {img.shape[1]}x{img.shape[0]} pixels, more than vidcam accepts")
+    return _to_rgb8(img)
+
+
+def fit_to_model(image: np.ndarray, size: tuple[int, int], fit: str = "squash") -> tuple[np.ndarray, tuple]:
+    """Bring an RGB frame to the model's (height, width).
+
+    Args:
+        image: (H, W, 3) uint8.
+        size: the model's (height, width).
+        fit: ``squash`` resizes the whole frame (every pixel is explained); ``crop`` resizes the short side to
+            size * 256 / 224 and takes the centre (the ImageNet evaluation protocol).
+
+    Returns:
+        (model input, window): the window (x0, y0, x1, y1) is the part of ``image`` the model sees.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    th, tw = size
+    if fit == "squash":
+        interp = cv2.INTER_AREA if (h > th or w > tw) else cv2.INTER_LINEAR
+        return cv2.resize(image, (tw, th), interpolation=interp), (0, 0, w, h)
+    if fit != "crop":
+        raise ValueError(f"fit must be 'squash' or 'crop', got {fit!r}")
+    scale = round(min(th, tw) * 256 / 224) / min(h, w)
+    rw, rh = max(tw, round(w * scale)), max(th, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (rw, rh), interpolation=interp)
+    y, x = (rh - th) // 2, (rw - tw) // 2
+    window = (x / rw * w, y / rh * h, (x + tw) / rw * w, (y + th) / rh * h)
+    return resized[y : y + th, x : x + tw], tuple(int(round(v)) for v in window)
+
+
+def fit_batch(images: list[np.ndarray], size: tuple[int, int], fit: str) -> tuple[np.ndarray, list[tuple]]:
+    """:func:`fit_to_model` over a list, stacked into one (N, H, W, 3) batch."""
+    fitted = [fit_to_model(im, size, fit) for im in images]
+    if not fitted:
+        return np.zeros((0, *size, 3), np.uint8), []
+    return np.stack([f[0] for f in fitted]), [f[1] for f in fitted]

@@ -1,0 +1,87 @@
+"""Writing outputs safely: a temporary name in the destination folder, renamed into place when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from vidcam.errors import OutputError
+
+__all__ = ["atomic_output", "check_output", "write_image", "same_file"]
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """True when both paths name one file (or would: resolved paths are equal)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output(path: str | Path, *, overwrite: bool, inputs: tuple = ()) -> Path:
+    """Validate an output path before any work: not an input, not existing (unless ``overwrite``), folder creatable."""
+    path = Path(path)
+    for src in inputs:
+        if same_file(path, src):
+            raise OutputError(f"output {path} is the input file; choose another output name")
+    if path.is_dir():
+        raise OutputError(f"output {path} is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"output {path} already exists: pass --overwrite to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create folder {path.parent}: {e.strerror or e}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"cannot write to folder {path.parent}: permission denied")
+    return path
+
+
+def _describe(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "no space left on device"
+    return e.strerror or str(e)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, on any failure delete it.
+
+    The temporary name keeps the suffix, so tools that pick a format from the extension (ffmpeg, OpenCV) work.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {_describe(e)}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 92) -> Path:
+    """Encode an RGB image by the path's extension and write it atomically."""
+    import cv2
+
+    path = Path(path)
+    ext = path.suffix.lower() or ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[..., ::-1]), params)
+    if not ok:
+        raise OutputError(f"cannot encode {path}: unsupported image extension {ext!r}")
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(buf.tobytes())
+    return path

@@ -1,0 +1,119 @@
+"""Drawing heatmaps and labels: pure functions on RGB uint8 numpy arrays.
+
+The CAM is upsampled to the frame's resolution, coloured through a lookup table and blended with a fixed
+alpha. Nothing is rescaled per frame (no min-max of the composite), so a video does not flicker in brightness.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+__all__ = ["COLORMAPS", "LAYOUTS", "colorize", "upsample_cam", "overlay", "draw_label", "render", "format_label"]
+
+COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma", "plasma", "hot")
+LAYOUTS = ("overlay", "side-by-side")
+
+
+@cache
+def _lut(colormap: str) -> np.ndarray:
+    """(256, 1, 3) uint8 lookup table mapping 0..255 to RGB (the order vidcam's frames use)."""
+    import cv2
+
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}: use one of {', '.join(COLORMAPS)}")
+    code = getattr(cv2, f"COLORMAP_{colormap.upper()}")
+    bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), code)
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def upsample_cam(cam: np.ndarray, width: int, height: int, window: tuple | None = None) -> np.ndarray:
+    """A (h, w) map in [0, 1] -> (height, width) uint8; outside ``window`` (x0, y0, x1, y1) stays 0."""
+    import cv2
+
+    cam = np.asarray(cam, np.float32)
+    if window is None or tuple(window) == (0, 0, width, height):
+        up = cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC)
+        return np.clip(up * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    x0, y0, x1, y1 = (int(v) for v in window)
+    out = np.zeros((height, width), np.uint8)
+    out[y0:y1, x0:x1] = upsample_cam(cam, x1 - x0, y1 - y0)
+    return out
+
+
+def colorize(cam_u8: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """A uint8 (H, W) map -> RGB (H, W, 3) through the colormap."""
+    import cv2
+
+    return cv2.applyColorMap(cam_u8, _lut(colormap))
+
+
+def overlay(
+    frame: np.ndarray,
+    cam: np.ndarray,
+    *,
+    alpha: float = 0.4,
+    colormap: str = "jet",
+    window: tuple | None = None,
+) -> np.ndarray:
+    """Blend the coloured CAM over the frame: ``(1 - alpha) * frame + alpha * heat``, fixed alpha.
+
+    Args:
+        frame: (H, W, 3) uint8 RGB.
+        cam: (h, w) float in [0, 1], any resolution.
+        alpha: heat weight in [0, 1].
+        colormap: one of :data:`COLORMAPS`.
+        window: the part of the frame the CAM covers (see :func:`vidcam.images.fit_to_model`).
+    """
+    import cv2
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be within [0, 1], got {alpha}")
+    h, w = frame.shape[:2]
+    heat = colorize(upsample_cam(cam, w, h, window), colormap)
+    return cv2.addWeighted(frame, 1.0 - alpha, heat, alpha, 0.0)
+
+
+def format_label(name: str, probability: float) -> str:
+    """``tiger cat 38.6%`` (ASCII only: OpenCV's fonts have no other glyphs)."""
+    safe = name.encode("ascii", "replace").decode("ascii")
+    return f"{safe} {probability * 100:.1f}%"
+
+
+def draw_label(frame: np.ndarray, text: str, *, inplace: bool = False) -> np.ndarray:
+    """Draw a label banner (white text on a dark bar) at the top left of the frame."""
+    import cv2
+
+    out = frame if inplace else frame.copy()
+    h, w = out.shape[:2]
+    scale = max(0.4, min(w, h * 1.5) / 900.0)
+    thick = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = max(3, int(6 * scale))
+    x1, y1 = min(w, tw + 2 * pad), min(h, th + base + 2 * pad)
+    region = out[:y1, :x1]
+    region[:] = (region.astype(np.uint16) * 3 // 10).astype(np.uint8)  # darken under the text
+    cv2.putText(out, text, (pad, pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def render(
+    frame: np.ndarray,
+    cam: np.ndarray,
+    label: str | None = None,
+    *,
+    layout: str = "overlay",
+    alpha: float = 0.4,
+    colormap: str = "jet",
+    window: tuple | None = None,
+) -> np.ndarray:
+    """The composite vidcam writes: overlay, or original | overlay side by side, with a label banner."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    blended = overlay(frame, cam, alpha=alpha, colormap=colormap, window=window)
+    if layout == "side-by-side":
+        blended = np.concatenate([frame, blended], axis=1)
+    if label:
+        draw_label(blended, label, inplace=True)
+    return blended
