@@ -122,6 +122,7 @@ def read_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     storages: dict[str, _Storage] = {}
     try:
+        size = path.stat().st_size
         with path.open("rb") as f:
             if f.read(2) == b"PK":
                 raise WeightsError(f"{path} is a zip-format torch file; vidcam reads the legacy format only")
@@ -141,6 +142,8 @@ def read_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
                     raise WeightsError(f"torch file {path} is truncated")
                 (count,) = struct.unpack("<q", header)
                 nbytes = count * storage.dtype.itemsize
+                if count < 0 or nbytes > size - f.tell():  # never allocate what the file cannot hold
+                    raise WeightsError(f"torch file {path} is truncated")
                 raw = f.read(nbytes)
                 if count < 0 or len(raw) != nbytes:
                     raise WeightsError(f"torch file {path} is truncated")
