@@ -18,11 +18,54 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+try:  # typer >= 0.2x ships its own copy of click
+    from typer._click import exceptions as _click_errors  # noqa: E402
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as _click_errors  # noqa: E402
 
 from vidcam.errors import EXIT_FAILURE, EXIT_SKIPPED, EXIT_USAGE, VidcamError  # noqa: E402
 
+
+def _usage_message(e: Exception) -> str:
+    text = e.format_message().strip()
+    msg = text.splitlines()[0].rstrip(".") if text else "bad usage"
+    if isinstance(e, _click_errors.NoSuchOption) and not str(getattr(e, "option_name", "")).startswith("--"):
+        # The usual cause of "no such option" on a file: a name that starts with "-".
+        msg += " (a file name that starts with '-': write ./NAME, or put -- before the file names)"
+    ctx = getattr(e, "ctx", None)
+    cmd = ctx.command_path if ctx is not None else "vidcam"
+    return f"{msg}; see `{cmd} --help`"
+
+
+class _OneLineErrorsGroup(TyperGroup):
+    """Click's usage errors (unknown option, missing argument, bad value) as one ``vidcam: error:`` line and
+    exit code 2, like every other vidcam error, instead of click's multi-line box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _click_errors.NoArgsIsHelpError as e:  # the help is already printed
+            sys.exit(e.exit_code)
+        except _click_errors.UsageError as e:
+            _err(_usage_message(e))
+            sys.exit(EXIT_USAGE)
+        except _click_errors.ClickException as e:
+            _err(e.format_message())
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            _err("aborted")
+            sys.exit(EXIT_FAILURE)
+        # Without standalone mode click returns an Exit's code, or the command's return value (None).
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
 app = typer.Typer(
     name="vidcam",
+    cls=_OneLineErrorsGroup,
     help="See what an image classifier looks at: Grad-CAM heatmaps for videos, images and frame folders.",
     no_args_is_help=True,
     add_completion=False,
@@ -51,6 +94,16 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             _err("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader went away (`vidcam models | head -1`): nothing to report. Point stdout at /dev/null so
+            # the interpreter's final flush does not fail again.
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError, AttributeError):
+                pass
+            raise typer.Exit(EXIT_FAILURE) from None
         except MemoryError:
             _err("out of memory: try a smaller --batch")
             raise typer.Exit(EXIT_FAILURE) from None
