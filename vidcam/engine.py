@@ -205,6 +205,9 @@ class CamEngine:
         if method == "scorecam":
             fspec = [tf.TensorSpec([None, h, w, 3], tf.float32)]
             self._forward = tf.function(self._forward_impl, input_signature=fspec)
+        # Forward-only probabilities on pixel-valued frames (perturbation metrics); traced on first use.
+        pspec = [tf.TensorSpec([None, h, w, 3], tf.float32)]
+        self._predict = tf.function(self._predict_impl, input_signature=pspec)
 
     # -- compiled pieces -----------------------------------------------------------------------------------
 
@@ -230,6 +233,15 @@ class CamEngine:
         with tf.GradientTape() as tape, _Hooks(self._layer, self._final, self.classifier.output, tape):
             raw = self.classifier.model(x, training=False)
         return self._scores(raw)[0]
+
+    def _predict_impl(self, pixels):
+        import tensorflow as tf
+
+        x = _preprocess(pixels, self.classifier.preprocess)
+        # The hooks give the same pre-activation scores as the step, so probabilities match it exactly.
+        with tf.GradientTape() as tape, _Hooks(self._layer, self._final, self.classifier.output, tape):
+            raw = self.classifier.model(x, training=False)
+        return self._scores(tf.cast(raw, tf.float32))[1]
 
     def _step_impl(self, frames, targets):
         import tensorflow as tf
@@ -288,6 +300,29 @@ class CamEngine:
         peak = cam.reshape(n, -1).max(axis=1) if n else np.zeros(0, np.float32)
         cam = cam / (peak[:, None, None] + _EPS)
         return CamResult(cls.numpy().astype(np.int64), probs.numpy().astype(np.float32), cam.astype(np.float32))
+
+    def predict(self, frames: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities only (no maps): one compiled forward pass, preprocessing in the graph.
+
+        Args:
+            frames: (N, H, W, 3) RGB at the model's input size, uint8 or float pixel values in [0, 255]
+                (float lets perturbation metrics feed blends without rounding).
+            batch_size: frames per forward call, to bound memory.
+
+        Returns:
+            (N, num_classes) float32 probabilities, the same the engine's ``run`` reports.
+        """
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[1:3] != self.input_size or frames.shape[3] != 3:
+            raise UsageError(f"expected frames of shape (N, {self.input_size[0]}, {self.input_size[1]}, 3), "
+                             f"got {frames.shape}")
+        out = [
+            self._predict(np.asarray(frames[i : i + batch_size], np.float32)).numpy()
+            for i in range(0, frames.shape[0], max(1, batch_size))
+        ]
+        if not out:
+            return np.zeros((0, self.classifier.num_classes), np.float32)
+        return np.concatenate(out).astype(np.float32)
 
     def _scorecam(self, feature_map: np.ndarray, x, cls: np.ndarray) -> np.ndarray:
         """Score-CAM: weight each of the most active channels by the class score of the input it masks."""
