@@ -232,6 +232,254 @@ def image_cmd(
         raise typer.Exit(EXIT_SKIPPED)
 
 
+@app.command("train")
+@handle_errors
+def train_cmd(
+    data_dir: Path = typer.Argument(..., help="train/<class>/ and val/<class>/ inside (or <class>/ with --val-split)."),
+    output: Path = typer.Option(..., "-o", "--output", help="The .keras model to write (curves: <stem>_curves.png)."),
+    base: str = typer.Option("efficientnet_lite0", "--base", help="Zoo backbone, used without its top and frozen."),
+    epochs: int = typer.Option(10, "--epochs", help="Epochs (per phase)."),
+    batch: int = typer.Option(64, "--batch", help="Images per training step."),
+    img_size: int | None = typer.Option(None, "--img-size", help="Square input size (default: the base's)."),
+    val_split: float | None = typer.Option(None, "--val-split", help="Hold out this share of each class folder."),
+    seed: int = typer.Option(12345, "--seed", help="Seed for shuffling, the split, augmentation and weights."),
+    flip: bool = typer.Option(False, "--flip", help="Also augment with random horizontal flips."),
+    fine_tune: int = typer.Option(0, "--fine-tune", help="Then unfreeze the top N base layers at lr 1e-5."),
+    head: str = typer.Option("softmax", "--head", help="softmax, sigmoid (two classes) or multilabel."),
+    patience: int = typer.Option(3, "--patience", help="Stop a phase after N epochs without a lower val loss."),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing model and curves file."),
+) -> None:
+    """Train a classifier on folders of images (transfer learning on a frozen pretrained base)."""
+    from vidcam.train import HEADS, train_classifier
+
+    _check_choice(head, tuple(HEADS), "--head")
+    load_tensorflow()
+
+    def show(event) -> None:
+        if event.stage == "skip":
+            _err(event.message)
+        else:
+            typer.echo(event.message)
+
+    result = train_classifier(
+        data_dir, output, base=base, epochs=epochs, batch_size=batch, img_size=img_size, val_split=val_split,
+        seed=seed, flip=flip, fine_tune=fine_tune, head=head, patience=patience, overwrite=overwrite, progress=show,
+    )
+    if result.skipped:
+        _err(f"{len(result.skipped)} files skipped")
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_cmd(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    data_dir: Path = typer.Argument(..., help="val/<class>/ inside, or <class>/ folders."),
+    report_dir: Path = typer.Option(..., "-o", "--output-dir", help="Folder for report.html, metrics.json, PNGs."),
+    threshold: float = typer.Option(0.75, "--threshold", help="Withhold answers below this top probability."),
+    val_split: float | None = typer.Option(None, "--val-split", help="Evaluate the share training held out."),
+    seed: int = typer.Option(12345, "--seed", help="The training run's seed (with --val-split)."),
+    batch: int = typer.Option(32, "--batch", help="Images per forward pass."),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Write into a report folder that is not empty."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow .keras files with Lambda layers (runs their code)."),
+    json_out: bool = typer.Option(False, "--json", help="Print metrics.json instead of the summary."),
+) -> None:
+    """Accuracy, per-class precision/recall, confusion matrix and the book's confidence grids, as an HTML report."""
+    from vidcam.evaluate import evaluate_classifier
+
+    load_tensorflow()
+    r = evaluate_classifier(
+        model, data_dir, report_dir, threshold=threshold, val_split=val_split, seed=seed, batch_size=batch,
+        overwrite=overwrite, unsafe=unsafe, on_skip=lambda s: _err(f"skipped {s.path}: {s.reason}"),
+    )
+    if json_out:
+        typer.echo(json.dumps(r.metrics))
+    else:
+        typer.echo(f"{r.images} images, accuracy {r.accuracy:.3f}")
+        width = max(len(n) for n in r.per_class)
+        for name, c in r.per_class.items():
+            prec = "-" if c["precision"] is None else f"{c['precision']:.3f}"
+            typer.echo(f"  {name.ljust(width)}  precision {prec}  recall {c['recall']:.3f}  ({c['support']} images)")
+        acc = "-" if r.covered_accuracy is None else f"{r.covered_accuracy:.3f}"
+        typer.echo(f"threshold {r.threshold:g}: answers {r.coverage * 100:.1f}% of images, accuracy {acc} on those")
+        typer.echo(f"report: {r.report_dir / 'report.html'}")
+    if r.skipped:
+        _err(f"{len(r.skipped)} files skipped")
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a `kill`, a CI timeout) unwinds like Ctrl-C: temporary outputs removed, ffmpeg children killed."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class _Bar:
+    """A tqdm progress bar on stderr (frames/s and ETA) driven by a library progress callback."""
+
+    def __init__(self, desc: str, quiet: bool) -> None:
+        self.desc, self.quiet, self.bar = desc, quiet, None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=self.desc, unit="frame", file=sys.stderr,
+                            dynamic_ncols=True, smoothing=0.1)
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@app.command("video")
+@handle_errors
+def video_cmd(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="Video file (anything ffmpeg reads)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Heatmap video (.mp4, .m4v, .mov, .mkv); default ./<stem>_heatmap.mp4."),
+    model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights file for a zoo model."),
+    layer: str | None = typer.Option(None, "--layer", help="Grad-CAM layer (default: the model's last feature map)."),
+    method: str = typer.Option("gradcam", "--method", help="gradcam, gradcam++ or scorecam."),
+    class_index: int | None = typer.Option(None, "--class", help="Explain this class id in every frame."),
+    layout: str = typer.Option("overlay", "--layout", help="overlay or side-by-side (doubles the width)."),
+    alpha: float = typer.Option(0.4, "--alpha", min=0.0, max=1.0, help="Heatmap opacity."),
+    colormap: str = typer.Option("jet", "--colormap", help="jet, turbo, inferno, viridis, magma, plasma, hot."),
+    fit: str = typer.Option("squash", "--fit", help="squash (whole frame, default) or crop (centre square)."),
+    smooth: float = typer.Option(
+        0.0, "--smooth", min=0.0, max=0.99, help="Temporal smoothing of the heatmaps, 0 (off) to 0.99."),
+    start: str | None = typer.Option(None, "--start", help="Skip to this time: seconds or [HH:]MM:SS[.ms]."),
+    duration: str | None = typer.Option(None, "--duration", "-t", help="Process this long: seconds or MM:SS."),
+    labels_out: Path | None = typer.Option(
+        None, "--labels-out", help="Per-frame top-k labels: FILE.csv or FILE.jsonl."),
+    top_k: int = typer.Option(3, "--top", "-k", min=1, help="Labels per frame in --labels-out."),
+    crf: int = typer.Option(20, "--crf", min=0, max=51, help="x264 quality: lower is better (18-23 typical)."),
+    preset: str = typer.Option("veryfast", "--preset", help="x264 preset, ultrafast ... veryslow."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Frames per engine call."),
+    ffmpeg: str | None = typer.Option(None, "--ffmpeg", help="ffmpeg binary (default: $VIDCAM_FFMPEG or bundled)."),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace existing output files."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow .keras files with Lambda layers (runs their code)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the output path."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Make a Grad-CAM heatmap video: every frame, same rate, orientation and audio."""
+    from vidcam.engine import METHODS
+    from vidcam.render import COLORMAPS, LAYOUTS
+    from vidcam.video import PRESETS, parse_time, process_video
+
+    _check_choice(method, METHODS, "--method")
+    _check_choice(layout, LAYOUTS, "--layout")
+    _check_choice(colormap, COLORMAPS, "--colormap")
+    _check_choice(fit, ("squash", "crop"), "--fit")
+    _check_choice(preset, PRESETS, "--preset")
+    _interrupt_on_sigterm()
+    load_tensorflow()
+    bar = _Bar(input_path.name, quiet or json_out)
+    try:
+        s = process_video(
+            input_path, output, model=model, layer=layer, method=method, weights=weights, unsafe=unsafe,
+            class_index=class_index, layout=layout, alpha=alpha, colormap=colormap, fit=fit, smooth=smooth,
+            start=parse_time(start), duration=parse_time(duration), labels_out=labels_out, top_k=top_k, crf=crf,
+            preset=preset, batch_size=batch, overwrite=overwrite, ffmpeg=ffmpeg, progress=bar,
+        )
+    finally:
+        bar.close()
+    if json_out:
+        typer.echo(json.dumps(s.as_dict()))
+        return
+    if quiet:
+        typer.echo(s.output)
+        return
+    audio = {"copy": "audio copied", "aac": "audio re-encoded to AAC", "none": "no audio"}[s.audio]
+    typer.echo(f"{s.input} -> {s.output}")
+    typer.echo(f"  {s.frames} frames at {s.fps.numerator}/{s.fps.denominator} fps, {s.width}x{s.height}, {audio}; "
+               f"{s.seconds:.1f} s ({s.frames_per_second:.1f} frames/s)")
+    if s.top_labels:
+        top = ", ".join(f"{name} ({n})" for name, n in s.top_labels[:3])
+        typer.echo(f"  most explained: {top}")
+    if s.labels_out:
+        typer.echo(f"  labels -> {s.labels_out}")
+
+
+@app.command("frames")
+@handle_errors
+def frames_cmd(
+    directory: Path = typer.Argument(..., metavar="DIR", help="Folder of frames (JPEG, PNG, ...), natural order."),
+    output_dir: Path | None = typer.Option(
+        None, "-o", "--output-dir", help="Results folder; default <DIR>_results beside DIR."),
+    model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights file for a zoo model."),
+    layer: str | None = typer.Option(None, "--layer", help="Grad-CAM layer (default: the model's last feature map)."),
+    method: str = typer.Option("gradcam", "--method", help="gradcam, gradcam++ or scorecam."),
+    class_index: int | None = typer.Option(None, "--class", help="Explain this class id in every frame."),
+    top_k: int = typer.Option(3, "--top", "-k", min=1, help="Labels per frame in the labels file."),
+    layout: str = typer.Option("overlay", "--layout", help="overlay or side-by-side."),
+    alpha: float = typer.Option(0.4, "--alpha", min=0.0, max=1.0, help="Heatmap opacity."),
+    colormap: str = typer.Option("jet", "--colormap", help="jet, turbo, inferno, viridis, magma, plasma, hot."),
+    fit: str = typer.Option("squash", "--fit", help="squash (whole frame, default) or crop (centre square)."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Frames per engine call."),
+    json_lines: bool = typer.Option(False, "--json", help="Write labels.jsonl instead of labels.csv."),
+    force: bool = typer.Option(False, "--force", help="Redo every frame, even those done by an earlier run."),
+    to_video: Path | None = typer.Option(None, "--to-video", help="Also assemble the results into this video."),
+    fps: str = typer.Option("25", "--fps", help="Frame rate of --to-video: 25, 29.97 or 30000/1001."),
+    crf: int = typer.Option(20, "--crf", min=0, max=51, help="x264 quality of --to-video."),
+    preset: str = typer.Option("veryfast", "--preset", help="x264 preset of --to-video."),
+    ffmpeg: str | None = typer.Option(None, "--ffmpeg", help="ffmpeg binary (default: $VIDCAM_FFMPEG or bundled)."),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing --to-video file."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow .keras files with Lambda layers (runs their code)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Label every frame of a folder: result pictures, labels.csv, optionally a video. Resumable."""
+    from vidcam.engine import METHODS
+    from vidcam.frames import label_frames, parse_rate
+    from vidcam.render import COLORMAPS, LAYOUTS
+    from vidcam.video import PRESETS
+
+    _check_choice(method, METHODS, "--method")
+    _check_choice(layout, LAYOUTS, "--layout")
+    _check_choice(colormap, COLORMAPS, "--colormap")
+    _check_choice(fit, ("squash", "crop"), "--fit")
+    _check_choice(preset, PRESETS, "--preset")
+    rate = parse_rate(fps)
+    _interrupt_on_sigterm()
+    load_tensorflow()
+    bar = _Bar(directory.name or str(directory), quiet)
+
+    def skipped(name: str, reason: str) -> None:
+        if bar.bar is not None:
+            bar.bar.clear()
+        _err(f"skipped {name}: {reason}")
+
+    try:
+        s = label_frames(
+            directory, output_dir, model=model, layer=layer, method=method, weights=weights, unsafe=unsafe,
+            class_index=class_index, top_k=top_k, layout=layout, alpha=alpha, colormap=colormap, fit=fit,
+            batch_size=batch, json_lines=json_lines, force=force, to_video=to_video, fps=rate, crf=crf,
+            preset=preset, overwrite=overwrite, ffmpeg=ffmpeg, progress=bar, on_skip=skipped,
+        )
+    finally:
+        bar.close()
+    typer.echo(f"{s.total} frames: {s.processed} labelled, {s.reused} already done, {len(s.failed)} skipped "
+               f"-> {s.output_dir}")
+    typer.echo(f"  labels -> {s.labels}")
+    if s.video:
+        typer.echo(f"  video -> {s.video}")
+    if s.failed:
+        for name, reason in s.failed:
+            _err(f"skipped {name}: {reason}")
+        raise typer.Exit(EXIT_FAILURE if len(s.failed) == s.total else EXIT_SKIPPED)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="vidcam")

@@ -51,7 +51,7 @@ from vidcam.outputs import atomic_output, check_output
 from vidcam.render import COLORMAPS, LAYOUTS, colorize, draw_label, format_label, render
 from vidcam.zoo import DEFAULT_MODEL, Classifier
 
-__all__ = ["process_video", "VideoSummary", "VIDEO_SUFFIXES", "PRESETS", "audio_codec_for", "Renderer"]
+__all__ = ["process_video", "VideoSummary", "VIDEO_SUFFIXES", "PRESETS", "audio_codec_for", "Renderer", "parse_time"]
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -130,12 +130,14 @@ class Renderer:
     a grey level or so from the cheaper upsampling) at about a third of its cost on 720p frames.
     """
 
-    def __init__(self, width: int, height: int, *, layout: str, alpha: float, colormap: str) -> None:
-        self.width, self.height = width, height
+    def __init__(self, *, layout: str = "overlay", alpha: float = 0.4, colormap: str = "jet") -> None:
         self.layout, self.alpha, self.colormap = layout, alpha, colormap
+
+    @staticmethod
+    def _small_size(w: int, h: int) -> tuple[int, int]:
         # The heat is smooth (a 7x7 map upsampled), so colouring a quarter-size version loses nothing visible.
-        f = max(1, min(width, height) // 180)
-        self._small = (max(1, round(width / f)), max(1, round(height / f)))
+        f = max(1, min(w, h) // 180)
+        return max(1, round(w / f)), max(1, round(h / f))
 
     def __call__(self, frame: np.ndarray, cam: np.ndarray, label: str | None, window: tuple | None = None):
         import cv2
@@ -144,9 +146,10 @@ class Renderer:
         if window is not None and tuple(window) != (0, 0, w, h):
             return render(frame, cam, label, layout=self.layout, alpha=self.alpha, colormap=self.colormap,
                           window=window)
-        small = cv2.resize(np.asarray(cam, np.float32), self._small, interpolation=cv2.INTER_CUBIC)
+        size = self._small_size(w, h)
+        small = cv2.resize(np.asarray(cam, np.float32), size, interpolation=cv2.INTER_CUBIC)
         heat = colorize(np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8), self.colormap)
-        if self._small != (w, h):
+        if size != (w, h):
             heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
         blended = cv2.addWeighted(frame, 1.0 - self.alpha, heat, self.alpha, 0.0)
         if self.layout == "side-by-side":
@@ -214,6 +217,26 @@ def _write_all(f, data: memoryview) -> None:
     sent = 0
     while sent < len(data):
         sent += f.write(data[sent:])
+
+
+def parse_time(value: str | float | None) -> float | None:
+    """Seconds from ``90``, ``1.5``, ``1:30`` or ``00:01:30.5`` (None stays None).
+
+    Raises:
+        UsageError: not a time.
+    """
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    parts = str(value).strip().split(":")
+    try:
+        if len(parts) > 3 or not all(parts):
+            raise ValueError
+        secs = 0.0
+        for part in parts:
+            secs = secs * 60 + float(part)
+    except ValueError:
+        raise UsageError(f"time {value!r} is not seconds or [HH:]MM:SS[.ms]: use e.g. 90, 1:30 or 0:01:30.5") from None
+    return secs
 
 
 def _check_options(layout, alpha, colormap, fit, smooth, crf, preset, batch_size, start, duration, top_k) -> None:
@@ -466,7 +489,7 @@ class _Run:
         start = o["start"] or 0.0
         # The audio is cut to the video's length, so the output ends with its last frame.
         video_len = o["total"] / info.fps if o["total"] else None
-        renderer = Renderer(info.width, info.height, layout=o["layout"], alpha=o["alpha"], colormap=o["colormap"])
+        renderer = Renderer(layout=o["layout"], alpha=o["alpha"], colormap=o["colormap"])
         progress = o["progress"]
         spf = 1 / info.fps
         counts: Counter = Counter()
