@@ -20,9 +20,11 @@ from vidcam.errors import (
     VidcamError,
     WeightsError,
 )
+from vidcam.evaluate import EvalResult, evaluate_classifier
 from vidcam.explain import ImageResult, Prediction, explain_images
 from vidcam.images import fit_to_model, read_image
 from vidcam.render import COLORMAPS, LAYOUTS, overlay, render
+from vidcam.train import TrainEvent, TrainResult, train_classifier
 from vidcam.zoo import DEFAULT_MODEL, ZOO, Classifier, load_classifier
 
 __version__ = "0.1.0"
@@ -40,6 +42,7 @@ __all__ = [
     "CamEngine",
     "CamResult",
     "Classifier",
+    "EvalResult",
     "FFmpegError",
     "ImageResult",
     "InputError",
@@ -47,13 +50,17 @@ __all__ = [
     "ModelError",
     "OutputError",
     "Prediction",
+    "TrainEvent",
+    "TrainResult",
     "UsageError",
     "VidcamError",
     "WeightsError",
+    "evaluate_classifier",
     "explain_images",
     "fit_to_model",
     "load_classifier",
     "overlay",
     "read_image",
     "render",
+    "train_classifier",
 ]

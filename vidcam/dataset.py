@@ -24,8 +24,8 @@ import numpy as np
 from vidcam.errors import InputError, UsageError, VidcamError
 from vidcam.images import IMAGE_SUFFIXES, fit_to_model, read_image
 
-__all__ = ["Skipped", "ImageFolders", "class_folders", "find_images", "find_eval_images", "load_images",
-           "IN_MEMORY_LIMIT"]
+__all__ = ["Skipped", "ImageFolders", "DecodedImages", "class_folders", "find_images", "find_eval_images",
+           "load_images", "read_fitted", "IN_MEMORY_LIMIT"]
 
 # Decoded images up to this size are kept in memory; a larger set goes to a memory-mapped file in a temporary
 # folder (a 25,000-image Kaggle set at 224x224 is 3.8 GB).
@@ -206,6 +206,11 @@ def find_eval_images(
         if val_split is not None:
             raise UsageError(f"{root} has a val/ folder: drop --val-split")
         root, layout = root / "val", "train/val"
+    elif (root / "train").is_dir():
+        if val_split is None:
+            raise InputError(f"{root} has train/ but no val/: pass the --val-split and --seed used for training to "
+                             "evaluate the images it held out")
+        root = root / "train"
     names = class_folders(root)
     if not names:
         raise InputError(f"no class folders in {root}: expected {root}/val/<class>/ or {root}/<class>/ folders")
@@ -224,9 +229,10 @@ def find_eval_images(
     return ImageFolders(list(class_names), [], [(p, ids[i]) for p, i in val], skipped, layout)
 
 
-def _read_fitted(path: Path, size: tuple[int, int]) -> np.ndarray | str:
+def read_fitted(path: Path, size: tuple[int, int], fit: str = "squash") -> np.ndarray | str:
+    """``path`` read and fitted to ``size`` (uint8 RGB), or the one-line reason it cannot be read."""
     try:
-        return fit_to_model(read_image(path), size, "squash")[0]
+        return fit_to_model(read_image(path), size, fit)[0]
     except VidcamError as e:
         return str(e)
     except Exception as e:  # noqa: BLE001 - one strange file must not stop a thousand good ones
@@ -287,7 +293,7 @@ def load_images(
     labels, paths = [], []
     kept = 0
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        for i, ((path, label), out) in enumerate(zip(samples, pool.map(lambda s: _read_fitted(s[0], size), samples))):
+        for i, ((path, label), out) in enumerate(zip(samples, pool.map(lambda s: read_fitted(s[0], size), samples))):
             if isinstance(out, str):
                 if on_skip:
                     on_skip(Skipped(str(path), out))

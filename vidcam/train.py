@@ -214,7 +214,7 @@ def _fit(model, train_ds, val_ds, *, first: int, epochs: int, patience: int | No
     import keras
 
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience if patience is not None else epochs, restore_best_weights=True,
+        monitor="val_loss", patience=patience or epochs, restore_best_weights=True,
     )
     hist = model.fit(train_ds, validation_data=val_ds, epochs=first + epochs, initial_epoch=first, verbose=0,
                      shuffle=False, callbacks=[stop, _reporter(emit, first + 1, epochs, phase)])
@@ -233,8 +233,8 @@ def _check_args(base: str, epochs: int, batch_size: int, img_size: int | None, f
         raise UsageError(f"--batch must be at least 1, got {batch_size}")
     if fine_tune < 0:
         raise UsageError(f"--fine-tune is a number of base layers to unfreeze (0 for none), got {fine_tune}")
-    if patience is not None and patience < 1:
-        raise UsageError(f"--patience must be at least 1 epoch, got {patience}")
+    if patience is not None and patience < 0:
+        raise UsageError(f"--patience is a number of epochs (0: never stop early), got {patience}")
     size = img_size if img_size is not None else ZOO[base].input_size
     if size < 32:
         raise UsageError(f"--img-size must be at least 32 (the base shrinks images 32 times), got {size}")
@@ -278,7 +278,7 @@ def train_classifier(
         flip: add random horizontal flips to the augmentation.
         fine_tune: unfreeze the top N weight layers of the base for a second phase at learning rate 1e-5.
         head: ``softmax`` (one class per image), ``sigmoid`` (two classes, one unit) or ``multilabel``.
-        patience: epochs without a lower validation loss before a phase stops early; None: never stop early.
+        patience: epochs without a lower validation loss before a phase stops early; 0 or None: never stop early.
             The weights of the best epoch are kept either way.
         overwrite: replace an existing model and curves file.
         progress: called with each :class:`TrainEvent`.
