@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""vidcam's video benchmark: the book's way vs `vidcam video`, each stage alone, and memory.
+
+One command, one run, one generated clip (720p, 10 s, 25 fps, with audio), the default model:
+
+    .venv/bin/python scripts/bench.py            # full run (a few minutes on 2 cores)
+    .venv/bin/python scripts/bench.py --quick    # short smoke version (CI runs it, never timed)
+
+Prints a table of frames/s:
+  (a) the book's way: ffmpeg -> JPEG frames -> per-image Grad-CAM with tf-keras-vis at batch 1 -> JPEG -> ffmpeg
+  (b) `vidcam video` end to end (the streaming pipeline)
+  (c) each stage alone (decode + fit to the model, engine, render, encode) and the pipeline limit
+      L = 1 / sum(1 / stage rate), the rate if all stages shared the cores perfectly
+and the ratios b/a and b/L, the stage that bounds the rate, and peak RSS of `vidcam video` on a 10 s and a
+60 s clip. All numbers come from this one run: ratios between runs on a noisy machine mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+
+def make_clip(exe: str, path: Path, seconds: float, size: str = "1280x720", rate: int = 25) -> Path:
+    subprocess.run(
+        [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
+        check=True,
+    )
+    return path
+
+
+def rate(frames: int, seconds: float) -> float:
+    return frames / seconds if seconds > 0 else float("inf")
+
+
+def bench_book(exe: str, clip: Path, work: Path, model, max_frames: int | None) -> tuple[float, int]:
+    """The book's three manual steps, with tf-keras-vis Gradcam at batch 1 (its recipe)."""
+    import cv2
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    frames_dir, out_dir = work / "book_frames", work / "book_out"
+    frames_dir.mkdir()
+    out_dir.mkdir()
+    t0 = time.perf_counter()
+    step1 = [exe, "-nostdin", "-loglevel", "error", "-i", str(clip), "-vf", "fps=25"]
+    if max_frames:
+        step1 += ["-frames:v", str(max_frames)]
+    subprocess.run([*step1, str(frames_dir / "thumb%04d.jpg")], check=True)
+    gradcam = Gradcam(model.model, clone=True)  # the model outputs logits already: no ReplaceToLinear needed
+    size = model.input_size
+    files = sorted(frames_dir.glob("thumb*.jpg"))
+    for i, f in enumerate(files, 1):
+        frame = cv2.imread(str(f))[..., ::-1]
+        x = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA).astype("float32")
+        x = (x - 127.0) / 128.0
+        probs = model.model.predict(x[None], verbose=0)[0]
+        cls = int(np.argmax(probs))
+        cam = gradcam(CategoricalScore([cls]), x[None], penultimate_layer="top_activation")[0]
+        heat = cv2.applyColorMap(np.uint8(255 * cv2.resize(cam, (frame.shape[1], frame.shape[0]))), cv2.COLORMAP_JET)
+        out = cv2.addWeighted(frame[..., ::-1], 0.6, heat, 0.4, 0)
+        cv2.putText(out, model.class_names[cls], (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        cv2.imwrite(str(out_dir / f"result_{i:04d}.jpg"), out)
+    subprocess.run([exe, "-nostdin", "-loglevel", "error", "-y", "-framerate", "25", "-i",
+                    str(out_dir / "result_%04d.jpg"), "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    str(work / "book.mp4")], check=True)
+    return rate(len(files), time.perf_counter() - t0), len(files)
+
+
+def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
+    """Each stage alone, on the same clip, as the pipeline runs it."""
+    from vidcam.ffmpeg_cmd import decode_args, encode_args
+    from vidcam.media import probe
+    from vidcam.render import format_label
+    from vidcam.video import Renderer, _shrink
+
+    info = probe(clip)
+    w, h = info.width, info.height
+    fb = w * h * 3
+    # decode (+ fit to the model size, which the reader thread does)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(decode_args(exe, clip), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    frames, small = [], []
+    while True:
+        buf = proc.stdout.read(fb)
+        if len(buf) < fb:
+            break
+        f = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+        frames.append(f)
+        small.append(_shrink(f, engine.input_size, "squash")[0])
+    proc.wait()
+    n = len(frames)
+    out = {"decode": rate(n, time.perf_counter() - t0)}
+    # engine: batched Grad-CAM on pre-decoded model-size tensors (first call traces: warm up first)
+    small = np.stack(small)
+    engine.run(small[:batch])
+    t0 = time.perf_counter()
+    cams, labels = [], []
+    for i in range(0, n, batch):
+        chunk = small[i : i + batch]
+        if len(chunk) < batch:
+            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.uint8)])
+        r = engine.run(chunk)
+        m = min(batch, n - i)
+        cams.extend(r.cams[:m])
+        labels.extend(format_label(engine.classifier.class_names[c], float(r.probabilities[j, c]))
+                      for j, c in enumerate(r.class_ids[:m]))
+    out["engine"] = rate(n, time.perf_counter() - t0)
+    # render
+    renderer = Renderer()
+    t0 = time.perf_counter()
+    rendered = [renderer(frames[i], cams[i], labels[i]) for i in range(n)]
+    out["render"] = rate(n, time.perf_counter() - t0)
+    # encode (default preset), from frames in memory
+    with tempfile.TemporaryDirectory() as d:
+        args = encode_args(exe, Path(d) / "enc.mp4", width=w, height=h, rate=info.fps)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        for f in rendered:
+            proc.stdin.write(memoryview(np.ascontiguousarray(f)).cast("B"))
+        proc.stdin.close()
+        proc.wait()
+        out["encode"] = rate(n, time.perf_counter() - t0)
+    return out
+
+
+def run_vidcam(clip: Path, out: Path, extra: list[str] | None = None) -> tuple[float, int, int]:
+    """`vidcam video` in a child process: (frames/s, frames, peak RSS in bytes of that process)."""
+    args = [sys.executable, "-m", "vidcam", "video", str(clip), "-o", str(out), "--overwrite", "--quiet",
+            "--json", *(extra or [])]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    stdout = proc.stdout.read()
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"vidcam video failed: {stderr.decode(errors='replace')[-2000:]}")
+    summary = json.loads(stdout.decode().strip().splitlines()[-1])
+    frames = int(summary["frames"])
+    return rate(frames, float(summary.get("seconds") or seconds)), frames, usage.ru_maxrss * 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short clips, few book frames: a smoke run for CI")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = ap.parse_args()
+
+    from vidcam.cli import load_tensorflow  # TensorFlow's start-up chatter kept off the table
+    from vidcam.engine import CamEngine
+    from vidcam.ffmpeg_cmd import ffmpeg_exe
+    from vidcam.zoo import load_classifier
+
+    load_tensorflow()
+    exe = ffmpeg_exe()
+    short, long_ = (2, 6) if args.quick else (10, 60)
+    book_frames = 8 if args.quick else None
+    with tempfile.TemporaryDirectory(prefix="vidcam-bench-") as d:
+        work = Path(d)
+        clip = make_clip(exe, work / "clip720.mp4", short)
+        clf = load_classifier()
+        engine = CamEngine(clf)
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; "
+              f"clip: 1280x720, {short} s, 25 fps, AAC audio; model {clf.name}", flush=True)
+        b_fps, frames, rss_short = run_vidcam(clip, work / "vidcam.mp4")
+        stages = bench_stages(exe, clip, engine, args.batch)
+        a_fps, a_frames = bench_book(exe, clip, work, clf, book_frames)
+        long_clip = make_clip(exe, work / "clip720_long.mp4", long_)
+        _, long_frames, rss_long = run_vidcam(long_clip, work / "vidcam_long.mp4")
+
+    limit = 1.0 / sum(1.0 / r for r in stages.values())
+    bound = min(stages, key=stages.get)
+    rows = [("(a) book: JPEG frames + tf-keras-vis batch 1", a_fps, f"{a_frames} frames"),
+            ("(b) vidcam video, end to end", b_fps, f"{frames} frames"),
+            *[(f"(c) stage: {k}", v, "") for k, v in stages.items()],
+            ("    pipeline limit L = 1/sum(1/stage)", limit, "")]
+    print()
+    print(f"{'measurement':<48} {'frames/s':>9}  note")
+    for name, value, note in rows:
+        print(f"{name:<48} {value:>9.1f}  {note}")
+    print()
+    print(f"b/a = {b_fps / a_fps:.1f}x   b/L = {b_fps / limit:.2f}   slowest stage: {bound} "
+          f"({stages[bound]:.1f} frames/s, {1000 / stages[bound]:.1f} of {1000 / limit:.1f} CPU-ms per frame)")
+    print(f"peak RSS: {rss_short / 2**20:.0f} MiB for {short} s, {rss_long / 2**20:.0f} MiB for {long_} s "
+          f"({long_frames} frames): ratio {rss_long / rss_short:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "book_fps": a_fps, "vidcam_fps": b_fps, "stages": stages, "limit_fps": limit, "bound": bound,
+            "rss_short": rss_short, "rss_long": rss_long, "quick": args.quick,
+        }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
