@@ -13,6 +13,8 @@ for each key the raw storage: an int64 element count followed by the bytes.
 from __future__ import annotations
 
 import collections
+import math
+import operator
 import pickle
 import struct
 from pathlib import Path
@@ -54,16 +56,27 @@ class _TensorRef:
     def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple) -> None:
         if not isinstance(storage, _Storage):
             raise WeightsError("malformed torch file: a tensor does not reference a storage")
-        self.storage, self.offset, self.size, self.stride = storage, int(offset), tuple(size), tuple(stride)
+        try:
+            size_t = tuple(operator.index(s) for s in size)
+            stride_t = tuple(operator.index(s) for s in stride)
+            offset = operator.index(offset)
+        except TypeError:
+            raise WeightsError("malformed torch file: a tensor's shape, strides or offset are not integers") from None
+        # Negative strides or sizes would let the strided view below read memory outside the storage.
+        if len(size_t) != len(stride_t) or offset < 0 or min((*size_t, *stride_t), default=0) < 0:
+            raise WeightsError("malformed torch file: a tensor has a negative or inconsistent shape or strides")
+        self.storage, self.offset, self.size, self.stride = storage, offset, size_t, stride_t
 
     def to_numpy(self) -> np.ndarray:
         data = self.storage.data
         if data is None:
             raise WeightsError("malformed torch file: a tensor's storage is missing")
-        n = int(np.prod(self.size)) if self.size else 1
+        n = math.prod(self.size)  # Python integers: no overflow
         span = 1 + sum((s - 1) * st for s, st in zip(self.size, self.stride)) if n else 0
-        if self.offset < 0 or self.offset + span > data.size:
+        if self.offset + span > data.size:
             raise WeightsError("malformed torch file: a tensor reaches outside its storage")
+        if n == 0:
+            return np.zeros(self.size, dtype=data.dtype.newbyteorder("="))
         strides = tuple(st * data.itemsize for st in self.stride)
         view = np.lib.stride_tricks.as_strided(data[self.offset :], self.size, strides)
         return np.array(view, dtype=data.dtype.newbyteorder("="))
