@@ -184,6 +184,7 @@ def image_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace existing output files."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow .keras files with Lambda layers (runs their code)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (JSON Lines)."),
+    metrics: bool = typer.Option(False, "--metrics", help="Also measure each heatmap's faithfulness (slower)."),
 ) -> None:
     """Label images (top-k) and write original | heatmap pictures."""
     from vidcam.engine import METHODS
@@ -215,6 +216,8 @@ def image_cmd(
         width = max(len(p.label) for p in r.predictions)
         for i, p in enumerate(r.predictions, 1):
             typer.echo(f"  {i}. {p.label.ljust(width)}  {p.probability:.3f}")
+        if r.metrics is not None:
+            typer.echo(f"  metrics ({engine.classifier.class_names[r.metrics.class_id]}): {r.metrics.describe()}")
         if r.output:
             typer.echo(f"  -> {r.output}")
         if r.error:
@@ -223,7 +226,81 @@ def image_cmd(
     results = explain_images(
         paths, None if no_output else output_dir, model=engine, top_k=top_k, class_index=class_index,
         render_options={"layout": layout, "alpha": alpha, "colormap": colormap}, fit=fit, batch_size=batch,
-        overwrite=overwrite, on_result=show,
+        overwrite=overwrite, metrics=metrics, on_result=show,
+    )
+    if failed:
+        if failed == len(results):
+            raise typer.Exit(EXIT_FAILURE)
+        _err(f"{failed} of {len(results)} images skipped")
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+@app.command("compare")
+@handle_errors
+def compare_cmd(
+    paths: list[str] = typer.Argument(..., help="Image files or globs (JPEG, PNG, BMP, WebP, TIFF, GIF)."),
+    output_dir: Path = typer.Option(Path("."), "-o", "--output-dir", help="Folder for <stem>_compare.jpg files."),
+    model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights file for a zoo model."),
+    layer: str | None = typer.Option(None, "--layer", help="CAM layer (default: the model's last feature map)."),
+    methods: str = typer.Option("gradcam,gradcam++,scorecam", "--methods", help="Comma-separated, in panel order."),
+    class_index: int | None = typer.Option(None, "--class", help="Explain this class id instead of the top-1."),
+    steps: int = typer.Option(16, "--steps", min=1, max=256, help="Deletion/insertion curve steps."),
+    alpha: float = typer.Option(0.4, "--alpha", min=0.0, max=1.0, help="Heatmap opacity."),
+    colormap: str = typer.Option("jet", "--colormap", help="jet, turbo, inferno, viridis, magma, plasma, hot."),
+    fit: str | None = typer.Option(None, "--fit", help="crop (ImageNet protocol) or squash (whole image)."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Images per engine call."),
+    no_output: bool = typer.Option(False, "--no-output", help="Print the metrics only; write no pictures."),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace existing output files."),
+    unsafe: bool = typer.Option(False, "--unsafe", help="Allow .keras files with Lambda layers (runs their code)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (JSON Lines)."),
+) -> None:
+    """Compare Grad-CAM, Grad-CAM++ and Score-CAM side by side, with each map's faithfulness metrics."""
+    from vidcam.compare import METHOD_TITLES, compare_methods
+    from vidcam.engine import METHODS
+    from vidcam.render import COLORMAPS
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    if not chosen:
+        _err(f"--methods needs at least one of {', '.join(METHODS)}")
+        raise typer.Exit(EXIT_USAGE)
+    for m in chosen:
+        _check_choice(m, METHODS, "--methods")
+    _check_choice(colormap, COLORMAPS, "--colormap")
+    if fit is not None:
+        _check_choice(fit, ("crop", "squash"), "--fit")
+    load_tensorflow()
+    failed = 0
+
+    def show(r) -> None:
+        nonlocal failed
+        if r.error:
+            failed += 1
+        if json_out:
+            typer.echo(json.dumps(r.as_dict()))
+            if r.error:
+                _err(f"{r.path}: {r.error}")
+            return
+        if r.error and not r.metrics:
+            _err(f"skipped {r.path}: {r.error}")
+            return
+        typer.echo(f"{r.path}: {r.label} {r.probability:.3f} (class {r.class_id})")
+        head = ["method", "avg drop", "increase", "deletion AUC", "insertion AUC"]
+        rows = [[METHOD_TITLES.get(m, m), f"{x.average_drop:.1f}%", "yes" if x.increase else "no",
+                 f"{x.deletion_auc:.3f}", f"{x.insertion_auc:.3f}"] for m, x in r.metrics.items()]
+        widths = [max(len(c) for c in col) for col in zip(head, *rows)]
+        for k, row in enumerate([head, *rows]):
+            cells = [c.ljust(w) if j in (0, 2) or k == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
+            typer.echo("  " + "  ".join(cells).rstrip())
+        if r.output:
+            typer.echo(f"  -> {r.output}")
+        if r.error:
+            _err(f"{r.path}: {r.error}")
+
+    results = compare_methods(
+        paths, None if no_output else output_dir, model=model, methods=chosen, layer=layer, weights=weights,
+        unsafe=unsafe, class_index=class_index, fit=fit, steps=steps, batch_size=batch,
+        render_options={"alpha": alpha, "colormap": colormap}, overwrite=overwrite, on_result=show,
     )
     if failed:
         if failed == len(results):

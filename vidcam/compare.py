@@ -1,0 +1,263 @@
+"""Compare CAM methods on the same images: Grad-CAM, Grad-CAM++ and Score-CAM side by side, with their metrics.
+
+Every method explains the same class (each image's top-1 by the first method's engine, or a fixed class), and
+every map is measured with the same forward pass (:mod:`vidcam.metrics`), so the numbers are comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vidcam.engine import METHODS, CamEngine
+from vidcam.errors import OutputError, UsageError, VidcamError
+from vidcam.explain import expand_paths
+from vidcam.images import fit_to_model, read_image
+from vidcam.metrics import DEFAULT_STEPS, CamMetrics, evaluate_batch
+from vidcam.outputs import check_output, write_image
+from vidcam.render import format_label, overlay
+from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
+
+__all__ = ["CompareResult", "METHOD_TITLES", "compare_methods", "compare_panel"]
+
+METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+
+
+@dataclass
+class CompareResult:
+    """One image compared across methods, or the error that made vidcam skip it.
+
+    Attributes:
+        path: the input image.
+        class_id / label / probability: the explained class and its probability.
+        metrics: method name -> :class:`~vidcam.metrics.CamMetrics`, in the order the methods were given.
+        cams: method name -> (h, w) map in [0, 1].
+        output: the written ``<stem>_compare.jpg``, if any.
+        error: why the image was skipped.
+    """
+
+    path: str
+    class_id: int | None = None
+    label: str | None = None
+    probability: float | None = None
+    metrics: dict[str, CamMetrics] = field(default_factory=dict)
+    cams: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    output: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        d: dict = {"path": self.path}
+        if self.error and not self.metrics:
+            d["error"] = self.error
+            return d
+        d.update(class_id=self.class_id, label=self.label, probability=round(float(self.probability), 6),
+                 methods={m: v.as_dict() for m, v in self.metrics.items()}, output=self.output)
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+def _metrics_line(m: CamMetrics) -> str:
+    return f"drop {m.average_drop:.0f}% del {m.deletion_auc:.3f} ins {m.insertion_auc:.3f}"
+
+
+def _title_strip(width: int, lines: Sequence[str], height: int) -> np.ndarray:
+    """A dark strip with centred white lines of text, shrunk to fit the width."""
+    import cv2
+
+    strip = np.full((height, width, 3), 24, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    line_h = height / max(1, len(lines))
+    for k, text in enumerate(lines):
+        text = text.encode("ascii", "replace").decode("ascii")  # OpenCV's fonts have no other glyphs
+        scale = line_h / 40.0
+        (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
+        if tw > width - 8:
+            scale *= (width - 8) / tw
+            (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
+        thick = 2 if k == 0 and scale >= 0.5 else 1
+        x = max(2, (width - tw) // 2)
+        y = int(line_h * k + (line_h + th) / 2)
+        cv2.putText(strip, text, (x, y), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return strip
+
+
+def compare_panel(
+    image: np.ndarray,
+    cams: dict[str, np.ndarray],
+    metrics: dict[str, CamMetrics],
+    label: str,
+    *,
+    window: tuple | None = None,
+    height: int = 240,
+    alpha: float = 0.4,
+    colormap: str = "jet",
+) -> np.ndarray:
+    """original | one overlay per method, each under a title strip (method name and its metrics).
+
+    Args:
+        image: (H, W, 3) uint8 RGB, the whole picture.
+        cams: method -> (h, w) map in [0, 1].
+        metrics: method -> its metrics (shown under the name).
+        label: the explained class, e.g. ``malamute 44.5%``, shown over the original.
+        window: the part of ``image`` the model saw (see :func:`vidcam.images.fit_to_model`).
+        height: panel height in pixels (the width follows the image's aspect ratio).
+        alpha / colormap: as in :func:`vidcam.render.overlay`.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = height / h
+    pw = max(1, round(w * scale))
+    small = cv2.resize(image, (pw, height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    win = None
+    if window is not None and tuple(window) != (0, 0, w, h):
+        x0, y0, x1, y1 = window
+        win = (round(x0 * scale), round(y0 * scale), round(x1 * scale), round(y1 * scale))
+    strip_h = max(28, height // 6)
+    original = small.copy()
+    if win is not None:  # show which part the model saw
+        cv2.rectangle(original, win[:2], (win[2] - 1, win[3] - 1), (255, 255, 255), 1, cv2.LINE_AA)
+    panels = [np.concatenate([_title_strip(pw, ["original", label], strip_h), original])]
+    for method, cam in cams.items():
+        heat = overlay(small, cam, alpha=alpha, colormap=colormap, window=win)
+        title = [METHOD_TITLES.get(method, method)]
+        if method in metrics:
+            title.append(_metrics_line(metrics[method]))
+        panels.append(np.concatenate([_title_strip(pw, title, strip_h), heat]))
+    gap = np.full((height + strip_h, 4, 3), 255, np.uint8)
+    out = [panels[0]]
+    for p in panels[1:]:
+        out += [gap, p]
+    return np.concatenate(out, axis=1)
+
+
+def _engines(model, methods: Sequence[str], layer, weights, unsafe) -> dict[str, CamEngine]:
+    if isinstance(model, CamEngine):
+        clf, layer = model.classifier, model.layer_name
+    elif isinstance(model, Classifier):
+        clf = model
+    else:
+        clf = load_classifier(model, weights=weights, unsafe=unsafe)
+    engines = {}
+    for m in methods:
+        if isinstance(model, CamEngine) and model.method == m:
+            engines[m] = model
+        else:
+            engines[m] = CamEngine(clf, layer=layer, method=m)
+    return engines
+
+
+def compare_methods(
+    paths: Iterable[str | Path],
+    output_dir: str | Path | None = ".",
+    *,
+    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
+    methods: Sequence[str] = METHODS,
+    layer: str | None = None,
+    weights: str | Path | None = None,
+    unsafe: bool = False,
+    class_index: int | None = None,
+    fit: str | None = None,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = 8,
+    panel_height: int = 240,
+    render_options: dict | None = None,
+    overwrite: bool = False,
+    on_result: Callable[[CompareResult], None] | None = None,
+) -> list[CompareResult]:
+    """Explain each image with several CAM methods, measure each map and write ``<stem>_compare.jpg``.
+
+    A file that cannot be read or written is reported in its result's ``error`` and skipped; the rest go on.
+
+    Args:
+        paths: image files (globs expanded).
+        output_dir: where the pictures go; None to write nothing.
+        model: zoo name, ``.keras`` path, :class:`Classifier` or a built :class:`CamEngine` (its layer is used).
+        methods: which methods, in panel order (default: all of :data:`vidcam.engine.METHODS`).
+        layer / weights / unsafe: as for :func:`vidcam.explain.get_engine`.
+        class_index: explain this class instead of each image's top-1.
+        fit: ``crop`` or ``squash``; default: the classifier's own.
+        steps: deletion/insertion curve steps (:func:`vidcam.metrics.evaluate_batch`).
+        batch_size: images per engine call.
+        panel_height: height of each panel in the picture.
+        render_options: ``alpha`` and ``colormap``.
+        overwrite: replace existing outputs.
+        on_result: called with each result as soon as it is known.
+
+    Example:
+        >>> r = compare_methods(["video/dog.jpg"], "out")[0]  # doctest: +SKIP
+        >>> {m: round(x.insertion_auc, 3) for m, x in r.metrics.items()}  # doctest: +SKIP
+    """
+    methods = list(dict.fromkeys(methods))
+    if not methods:
+        raise UsageError("no methods to compare: give at least one of " + ", ".join(METHODS))
+    for m in methods:
+        if m not in METHODS:
+            raise UsageError(f"unknown method {m!r}: use one of {', '.join(METHODS)}")
+    files = expand_paths(paths)
+    engines = _engines(model, methods, layer, weights, unsafe)
+    first = engines[methods[0]]
+    clf = first.classifier
+    fit = fit or clf.fit
+    opts = {k: v for k, v in (render_options or {}).items() if k in ("alpha", "colormap")}
+    out_dir = Path(output_dir) if output_dir is not None else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputError(f"output folder {out_dir} is a file")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    results: list[CompareResult] = []
+
+    def emit(r: CompareResult) -> None:
+        results.append(r)
+        if on_result:
+            on_result(r)
+
+    for start in range(0, len(files), batch_size):
+        images, fitted, windows, pending, dests = [], [], [], [], []
+        for p in files[start : start + batch_size]:
+            try:
+                dest = None
+                if out_dir is not None:  # refuse an existing output before spending time on the image
+                    dest = check_output(out_dir / f"{p.stem}_compare.jpg", overwrite=overwrite, inputs=(p,))
+                img = read_image(p)
+            except VidcamError as e:
+                emit(CompareResult(str(p), error=str(e)))
+                continue
+            x, win = fit_to_model(img, clf.input_size, fit)
+            images.append(img)
+            fitted.append(x)
+            windows.append(win)
+            pending.append(p)
+            dests.append(dest)
+        if not pending:
+            continue
+        batch = np.stack(fitted)
+        res = first.run(batch, class_index)
+        cams = {methods[0]: res.cams}
+        for m in methods[1:]:
+            cams[m] = engines[m].run(batch, res.class_ids).cams  # the same class for every method
+        measured = {m: evaluate_batch(first, batch, cams[m], res.class_ids, steps=steps) for m in methods}
+        for i, p in enumerate(pending):
+            cid = int(res.class_ids[i])
+            r = CompareResult(
+                str(p), class_id=cid, label=clf.class_names[cid], probability=float(res.probabilities[i, cid]),
+                metrics={m: measured[m][i] for m in methods}, cams={m: cams[m][i] for m in methods},
+            )
+            if dests[i] is not None:
+                try:
+                    picture = compare_panel(
+                        images[i], r.cams, r.metrics, format_label(r.label, r.probability), window=windows[i],
+                        height=panel_height, **opts,
+                    )
+                    r.output = str(write_image(dests[i], picture))
+                except VidcamError as e:
+                    r.error = str(e)
+            emit(r)
+    return results
