@@ -534,8 +534,9 @@ def frames_cmd(
 
     def skipped(name: str, reason: str) -> None:
         if bar.bar is not None:
-            bar.bar.clear()
-        _err(f"skipped {name}: {reason}")
+            bar.bar.write(f"vidcam: error: skipped {name}: {reason}", file=sys.stderr)
+        else:
+            _err(f"skipped {name}: {reason}")
 
     try:
         s = label_frames(
@@ -552,8 +553,8 @@ def frames_cmd(
     if s.video:
         typer.echo(f"  video -> {s.video}")
     if s.failed:
-        for name, reason in s.failed:
-            _err(f"skipped {name}: {reason}")
+        _err(f"{len(s.failed)} of {s.total} frames skipped: {', '.join(name for name, _ in s.failed[:5])}"
+             + (" ..." if len(s.failed) > 5 else ""))
         raise typer.Exit(EXIT_FAILURE if len(s.failed) == s.total else EXIT_SKIPPED)
 
 
