@@ -22,9 +22,12 @@ from vidcam.errors import (
 )
 from vidcam.evaluate import EvalResult, evaluate_classifier
 from vidcam.explain import ImageResult, Prediction, explain_images
+from vidcam.frames import FramesSummary, label_frames
 from vidcam.images import fit_to_model, read_image
+from vidcam.media import VideoInfo, probe
 from vidcam.render import COLORMAPS, LAYOUTS, overlay, render
 from vidcam.train import TrainEvent, TrainResult, train_classifier
+from vidcam.video import VideoSummary, process_video
 from vidcam.zoo import DEFAULT_MODEL, ZOO, Classifier, load_classifier
 
 __version__ = "0.1.0"
@@ -44,6 +47,7 @@ __all__ = [
     "Classifier",
     "EvalResult",
     "FFmpegError",
+    "FramesSummary",
     "ImageResult",
     "InputError",
     "LayerError",
@@ -54,12 +58,17 @@ __all__ = [
     "TrainResult",
     "UsageError",
     "VidcamError",
+    "VideoInfo",
+    "VideoSummary",
     "WeightsError",
     "evaluate_classifier",
     "explain_images",
     "fit_to_model",
+    "label_frames",
     "load_classifier",
     "overlay",
+    "probe",
+    "process_video",
     "read_image",
     "render",
     "train_classifier",
