@@ -323,7 +323,7 @@ def train_cmd(
     flip: bool = typer.Option(False, "--flip", help="Also augment with random horizontal flips."),
     fine_tune: int = typer.Option(0, "--fine-tune", help="Then unfreeze the top N base layers at lr 1e-5."),
     head: str = typer.Option("softmax", "--head", help="softmax, sigmoid (two classes) or multilabel."),
-    patience: int = typer.Option(3, "--patience", help="Stop a phase after N epochs without a lower val loss."),
+    patience: int = typer.Option(3, "--patience", help="Stop after N epochs with no better val loss (0: never)."),
     overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing model and curves file."),
 ) -> None:
     """Train a classifier on folders of images (transfer learning on a frozen pretrained base)."""

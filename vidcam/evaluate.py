@@ -31,7 +31,7 @@ from vidcam.zoo import Classifier, load_classifier
 
 __all__ = ["EvalResult", "evaluate_classifier", "GRIDS", "SWEEP"]
 
-# grid key -> (title, file suffix); the book's three questions, asked of each class's predictions
+# grid key -> title: the book's three questions, asked of the images predicted as each class
 GRIDS = {
     "most_confident": "most confident",
     "least_confident": "least confident",
@@ -157,11 +157,15 @@ def _tile(path: Path, lines: list[str], ok: bool | None) -> tuple[np.ndarray, li
 
 
 def _grids(names_all: list[str], class_ids: list[int], paths: list[Path], truth: np.ndarray, pred: np.ndarray,
-           probs: np.ndarray, out_dir: Path) -> dict[str, dict[str, str]]:
-    """The book's three grids for each evaluated class, over the images predicted as that class."""
+           probs: np.ndarray, out_dir: Path) -> dict[str, dict[str, dict]]:
+    """The book's three grids for each evaluated class, over the images predicted as that class.
+
+    Returns: class name -> grid key -> ``image`` (the PNG's file name) and ``items`` (path, probability of the
+    class, true class, in grid order).
+    """
     from vidcam.charts import image_grid
 
-    files: dict[str, dict[str, str]] = {}
+    files: dict[str, dict[str, dict]] = {}
     for c in class_ids:
         name = names_all[c]
         predicted = np.flatnonzero(pred == c)
@@ -182,7 +186,9 @@ def _grids(names_all: list[str], class_ids: list[int], paths: list[Path], truth:
             title = f"{name}: {GRIDS[key]} ({len(idx)} of {len(predicted)} predicted {name})"
             file = f"class{c}_{_slug(name)}_{key}.png"
             write_image(out_dir / file, image_grid(tiles, title=title))
-            files[name][key] = file
+            items = [{"path": str(paths[i]), "probability": float(probs[i, c]), "true": names_all[truth[i]]}
+                     for i in idx]
+            files[name][key] = {"image": file, "items": items}
     return files
 
 
@@ -210,8 +216,8 @@ def _html(m: dict) -> str:
     grids = ""
     for name, files in m["grids"].items():
         grids += f"<h3>{e(name)}</h3>"
-        for key, file in files.items():
-            grids += (f'<figure><img src="{quote(file)}" alt="{e(name)}: {GRIDS[key]}">'
+        for key, grid in files.items():
+            grids += (f'<figure><img src="{quote(grid["image"])}" alt="{e(name)}: {GRIDS[key]}">'
                       f"<figcaption>{e(name)}: {GRIDS[key]}</figcaption></figure>")
     skipped = "".join(f"<li><code>{e(s['path'])}</code>: {e(s['reason'])}</li>" for s in m["skipped"])
     skipped_html = f"<h2>Skipped files ({len(m['skipped'])})</h2><ul>{skipped}</ul>" if m["skipped"] else ""
