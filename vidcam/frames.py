@@ -190,6 +190,35 @@ def _settings_key(engine: CamEngine, **settings) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def plan_frames(
+    files: list[Path], out: Path, key: str, predictions: int, *, force: bool = False
+) -> tuple[dict[str, Path], dict[str, dict], list[Path]]:
+    """What a run has to do: (result path per file name, journal entries still valid, files to do).
+
+    A frame is done when its journal entry matches the input file (size, modification time), the settings
+    ``key``, its result name and ``predictions`` labels, and its result picture is intact. Shared with the
+    Ray engine (:mod:`vidcam.cluster`), so either resumes the other's runs.
+    """
+    width = max(4, len(str(len(files))))
+    results = {p.name: out / f"result_{i:0{width}d}.jpg" for i, p in enumerate(files, 1)}
+    old = {} if force else _read_journal(out / JOURNAL_NAME)
+    done: dict[str, dict] = {}
+    todo: list[Path] = []
+    for p in files:
+        e = old.get(p.name)
+        try:
+            st = p.stat()
+        except OSError:
+            st = None
+        if (e is not None and st is not None and e.get("key") == key and e.get("size") == st.st_size
+                and e.get("mtime_ns") == st.st_mtime_ns and e.get("result") == results[p.name].name
+                and len(e.get("predictions", ())) == predictions and _result_ok(results[p.name])):
+            done[p.name] = e
+        else:
+            todo.append(p)
+    return results, done, todo
+
+
 def label_frames(
     directory: str | Path,
     output_dir: str | Path | None = None,
@@ -290,25 +319,8 @@ def label_frames(
                          f"(0..{clf.num_classes - 1})")
     key = _settings_key(engine, class_index=class_index, top_k=top_k, layout=layout, alpha=alpha,
                         colormap=colormap, fit=fit)
-    width = max(4, len(str(len(files))))
-    results = {p.name: out / f"result_{i:0{width}d}.jpg" for i, p in enumerate(files, 1)}
-
     journal_path = out / JOURNAL_NAME
-    old = {} if force else _read_journal(journal_path)
-    done: dict[str, dict] = {}
-    todo: list[Path] = []
-    for p in files:
-        e = old.get(p.name)
-        try:
-            st = p.stat()
-        except OSError:
-            st = None
-        if (e is not None and st is not None and e.get("key") == key and e.get("size") == st.st_size
-                and e.get("mtime_ns") == st.st_mtime_ns and e.get("result") == results[p.name].name
-                and len(e.get("predictions", ())) == min(top_k, clf.num_classes) and _result_ok(results[p.name])):
-            done[p.name] = e
-        else:
-            todo.append(p)
+    results, done, todo = plan_frames(files, out, key, min(top_k, clf.num_classes), force=force)
     reused = len(done)
     # Start the journal over with the entries still valid, then append as frames are done.
     _write_lines_atomic(journal_path, [json.dumps(done[p.name]) + "\n" for p in files if p.name in done])
