@@ -316,9 +316,10 @@ class CamEngine:
         if frames.ndim != 4 or frames.shape[1:3] != self.input_size or frames.shape[3] != 3:
             raise UsageError(f"expected frames of shape (N, {self.input_size[0]}, {self.input_size[1]}, 3), "
                              f"got {frames.shape}")
+        step = max(1, int(batch_size))
         out = [
-            self._predict(np.asarray(frames[i : i + batch_size], np.float32)).numpy()
-            for i in range(0, frames.shape[0], max(1, batch_size))
+            self._predict(np.asarray(frames[i : i + step], np.float32)).numpy()
+            for i in range(0, frames.shape[0], step)
         ]
         if not out:
             return np.zeros((0, self.classifier.num_classes), np.float32)
