@@ -16,6 +16,8 @@ from pathlib import Path
 
 # Quiet TensorFlow's C++ start-up chatter before anything imports it; the CLI owns the process, so it may.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# OpenCV logs decoder complaints (a cut TIFF) on stderr; vidcam reports the unreadable file itself, in one line.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 
 import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402

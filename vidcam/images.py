@@ -6,6 +6,10 @@ Images come back as RGB uint8 (H, W, 3) whatever the file holds: grayscale, RGBA
 
 from __future__ import annotations
 
+import os
+import stat
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,11 @@ __all__ = ["read_image", "fit_to_model", "fit_batch", "IMAGE_SUFFIXES", "MAX_IMA
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_IMAGE_PIXELS = 200_000_000  # a 14142 x 14142 image: beyond that a "photo" is a decompression bomb
+# OpenCV checks a header's claimed size against this before it allocates (its default, 2**30 pixels, lets a
+# tiny file claiming 30000 x 30000 take gigabytes). It is read once, when cv2 loads, and every vidcam module
+# imports cv2 lazily, after this line.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _to_rgb8(img: np.ndarray) -> np.ndarray:
@@ -37,6 +46,34 @@ def _to_rgb8(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
 
 
+def _clean_png(data: bytes) -> bytes | None:
+    """The PNG with only what the pixels need (critical chunks and ``tRNS``), or None when it is truncated or a
+    critical chunk is damaged.
+
+    libpng prints its errors and warnings (a bad CRC, an odd colour profile) straight to the process's stderr,
+    past vidcam. Checking the chunks here and leaving out the ancillary ones it would warn about keeps stderr
+    to vidcam's own one-line messages; the decoded pixels are the same.
+    """
+    out = [_PNG_SIGNATURE]
+    pos, n = len(_PNG_SIGNATURE), len(data)
+    while pos + 12 <= n:
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            return None
+        intact = zlib.crc32(data[pos + 4 : end - 4]) == struct.unpack(">I", data[end - 4 : end])[0]
+        if kind[:1].isupper():
+            if not intact:
+                return None
+            out.append(data[pos:end])
+        elif kind == b"tRNS" and intact:
+            out.append(data[pos:end])
+        if kind == b"IEND":
+            return b"".join(out)
+        pos = end
+    return None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3), upright.
 
@@ -51,18 +88,35 @@ def read_image(path: str | Path) -> np.ndarray:
     if path.is_dir():
         raise InputError(f"{path} is a directory, not an image")
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the read forever
+            raise InputError(f"{path} is not a regular file (a pipe or device?); give an image file")
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
     if data.size == 0:
         raise InputError(f"{path} is empty")
-    if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:
-        # JPEG: IMREAD_COLOR applies the EXIF orientation and converts CMYK/gray to colour.
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    else:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    not_image = f"{path} is not an image vidcam can read (JPEG, PNG, BMP, WebP, TIFF, GIF)"
+    if data[: len(_PNG_SIGNATURE)].tobytes() == _PNG_SIGNATURE:
+        png = _clean_png(data.tobytes())
+        if png is None or png[12:16] != b"IHDR":
+            raise InputError(f"{path} is a truncated or damaged PNG")
+        width, height = struct.unpack(">II", png[16:24])
+        if width * height > MAX_IMAGE_PIXELS:  # refused before anything is allocated
+            raise InputError(f"{path} claims {width}x{height} pixels, more than vidcam accepts ({MAX_IMAGE_PIXELS:,})")
+        data = np.frombuffer(png, np.uint8)
+    try:
+        if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:
+            # JPEG: IMREAD_COLOR applies the EXIF orientation and converts CMYK/gray to colour.
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        else:
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        # OpenCV raises (rather than returning None) when the header claims more pixels than it allows.
+        if "IMAGE_PIXELS" in str(e) or "IMAGE_WIDTH" in str(e) or "IMAGE_HEIGHT" in str(e):
+            raise InputError(f"{path} claims a size larger than vidcam accepts ({MAX_IMAGE_PIXELS:,} pixels)") from None
+        raise InputError(not_image) from None
     if img is None or img.size == 0:
-        raise InputError(f"{path} is not an image vidcam can read (JPEG, PNG, BMP, WebP, TIFF, GIF)")
+        raise InputError(not_image)
     if img.shape[0] * img.shape[1] > MAX_IMAGE_PIXELS:
         raise InputError(f"{path} is {img.shape[1]}x{img.shape[0]} pixels, more than vidcam accepts")
     return _to_rgb8(img)
