@@ -420,12 +420,110 @@ class _Bar:
             self.bar.close()
 
 
+ENGINE_HELP = "local (this process) or ray (a Ray cluster: pip install 'vidcam[cluster]')."
+ADDRESS_HELP = "Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: start a local Ray instance)."
+
+
+def _check_engine(engine: str, address: str | None) -> None:
+    from vidcam.cluster import ENGINES
+
+    _check_choice(engine, ENGINES, "--engine")
+    if address is not None and engine != "ray":
+        _err("--address is the Ray cluster to use: it needs --engine ray")
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _video_inputs(inputs: list[str], output: Path | None) -> tuple[list[Path], bool]:
+    """The input videos (globs expanded) and whether this is a many-video run (-o is then a folder)."""
+    from vidcam.explain import expand_paths
+    from vidcam.video import VIDEO_SUFFIXES
+
+    files = expand_paths(inputs)
+    globbed = any(any(ch in s for ch in "*?[") and not Path(s).exists() for s in inputs)
+    many = len(files) > 1 or globbed or (output is not None and output.is_dir())
+    if many and output is not None and not output.exists() and output.suffix.lower() in VIDEO_SUFFIXES:
+        _err(f"with many inputs -o is a folder for their heatmap videos, not a video file ({output})")
+        raise typer.Exit(EXIT_USAGE)
+    return files, many
+
+
+class _VideoBars:
+    """One progress bar per video of a local many-video run (the videos run one after another, in order)."""
+
+    def __init__(self, files: list[Path], quiet: bool) -> None:
+        self.files, self.quiet, self.index, self.bar = files, quiet, 0, None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            name = self.files[min(self.index, len(self.files) - 1)].name
+            self.bar = _Bar(f"[{self.index + 1}/{len(self.files)}] {name}", self.quiet)
+        self.bar(done, total)
+
+    def next(self) -> None:
+        self.close()
+        self.index += 1
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _videos_many(files: list[Path], output: Path | None, many: bool, *, engine: str, address: str | None,
+                 retries: int | None, labels_format: str | None, labels_out: Path | None, quiet: bool,
+                 json_out: bool, **options) -> None:
+    """Many videos (or one on Ray): a line per video as it finishes, a summary, exit 3 when some were skipped."""
+    from vidcam.cluster import process_video_pairs, process_videos
+    from vidcam.video import default_output
+
+    bars = _VideoBars(files, quiet or json_out or engine != "local")
+
+    def show(r) -> None:
+        bars.next()
+        if json_out:
+            typer.echo(json.dumps(r.as_dict()))
+        if r.error:
+            tries = f" after {r.attempts} attempts" if r.attempts > 1 else ""
+            _err(f"skipped {r.input}{tries}: {r.error}")
+        elif quiet and not json_out:
+            typer.echo(r.output)
+        elif not json_out:
+            s = r.summary
+            where = f" on {r.worker}" if engine == "ray" and r.worker else ""
+            typer.echo(f"{r.input} -> {r.output}  ({s.frames} frames, {s.seconds:.1f} s{where})")
+
+    common = dict(engine=engine, address=address, retries=retries, labels_format=labels_format, on_result=show,
+                  progress=bars, **options)
+    try:
+        if many:
+            report = process_videos(files, output if output is not None else Path("."), **common)
+        else:
+            src = files[0]
+            report = process_video_pairs([(src, output or default_output(src), labels_out)], **common)
+    finally:
+        bars.close()
+    done = [r for r in report.items if r.ok]
+    frames = sum(r.summary.frames for r in done)
+    if not quiet and not json_out and (many or report.failures):
+        secs = max(report.seconds, 1e-9)
+        how = f"ray, {report.workers} worker{'s' if report.workers > 1 else ''}" if engine == "ray" else "local"
+        typer.echo(f"{len(report.items)} videos: {len(done)} done, {len(report.failures)} skipped ({how}); "
+                   f"{frames} frames in {report.seconds:.1f} s: {frames / secs:.1f} frames/s, "
+                   f"{len(done) / secs:.2f} videos/s")
+    if report.failures:
+        _err(f"{len(report.failures)} of {len(report.items)} videos skipped: "
+             + ", ".join(r.input for r in report.failures[:5]) + (" ..." if len(report.failures) > 5 else ""))
+        raise typer.Exit(report.exit_code)
+
+
 @app.command("video")
 @handle_errors
 def video_cmd(
-    input_path: Path = typer.Argument(..., metavar="INPUT", help="Video file (anything ffmpeg reads)."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...", help="Video files or globs (anything ffmpeg reads); many: -o is a folder."),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="Heatmap video (.mp4, .m4v, .mov, .mkv); default ./<stem>_heatmap.mp4."),
+        None, "-o", "--output", help="Heatmap video (.mp4, .m4v, .mov, .mkv); default ./<stem>_heatmap.mp4. "
+        "With many inputs: the folder for their <stem>_heatmap.mp4 files (default: .)."),
     model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Weights file for a zoo model."),
     layer: str | None = typer.Option(None, "--layer", help="Grad-CAM layer (default: the model's last feature map)."),
@@ -450,8 +548,15 @@ def video_cmd(
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow .keras files with Lambda layers (runs their code)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; print only the output path."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    labels_format: str | None = typer.Option(
+        None, "--labels", help="csv or jsonl: per-frame labels beside each output, <stem>_heatmap_labels.csv."),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
+    retries: int | None = typer.Option(
+        None, "--retries", min=0, help="Extra attempts for a failed video (default: 2 with ray, 0 locally)."),
 ) -> None:
-    """Make a Grad-CAM heatmap video: every frame, same rate, orientation and audio."""
+    """Make a Grad-CAM heatmap video: every frame, same rate, orientation and audio. Many videos: locally
+    one after another, or on Ray with --engine ray."""
     from vidcam.engine import METHODS
     from vidcam.render import COLORMAPS, LAYOUTS
     from vidcam.video import PRESETS, parse_time, process_video
@@ -461,6 +566,25 @@ def video_cmd(
     _check_choice(colormap, COLORMAPS, "--colormap")
     _check_choice(fit, ("squash", "crop"), "--fit")
     _check_choice(preset, PRESETS, "--preset")
+    _check_engine(engine, address)
+    if labels_format is not None:
+        _check_choice(labels_format, ("csv", "jsonl"), "--labels")
+    files, many = _video_inputs(inputs, output)
+    if many or engine != "local" or labels_format is not None or retries:
+        if labels_out is not None and many:
+            _err("--labels-out names one file; with many inputs use --labels csv|jsonl (one file per video)")
+            raise typer.Exit(EXIT_USAGE)
+        _interrupt_on_sigterm()
+        load_tensorflow()
+        _videos_many(
+            files, output, many, engine=engine, address=address, retries=retries, labels_format=labels_format,
+            labels_out=labels_out, quiet=quiet, json_out=json_out, model=model, layer=layer, method=method,
+            weights=weights, unsafe=unsafe, class_index=class_index, layout=layout, alpha=alpha, colormap=colormap,
+            fit=fit, smooth=smooth, start=parse_time(start), duration=parse_time(duration), top_k=top_k, crf=crf,
+            preset=preset, batch_size=batch, overwrite=overwrite, ffmpeg=ffmpeg,
+        )
+        return
+    input_path = files[0]
     _interrupt_on_sigterm()
     load_tensorflow()
     bar = _Bar(input_path.name, quiet or json_out)
@@ -517,6 +641,10 @@ def frames_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing --to-video file."),
     unsafe: bool = typer.Option(False, "--unsafe", help="Allow .keras files with Lambda layers (runs their code)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    labels_out: Path | None = typer.Option(
+        None, "--labels-out", help="Also write the labels here: FILE.csv, FILE.jsonl or FILE.parquet."),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Label every frame of a folder: result pictures, labels.csv, optionally a video. Resumable."""
     from vidcam.engine import METHODS
@@ -529,7 +657,12 @@ def frames_cmd(
     _check_choice(colormap, COLORMAPS, "--colormap")
     _check_choice(fit, ("squash", "crop"), "--fit")
     _check_choice(preset, PRESETS, "--preset")
+    _check_engine(engine, address)
     rate = parse_rate(fps)
+    if labels_out is not None:
+        from vidcam.cluster import LABEL_KINDS
+
+        _check_choice(labels_out.suffix.lower(), tuple(LABEL_KINDS), "the --labels-out extension")
     _interrupt_on_sigterm()
     load_tensorflow()
     bar = _Bar(directory.name or str(directory), quiet)
@@ -540,18 +673,30 @@ def frames_cmd(
         else:
             _err(f"skipped {name}: {reason}")
 
+    options = dict(
+        model=model, layer=layer, method=method, weights=weights, unsafe=unsafe, class_index=class_index,
+        top_k=top_k, layout=layout, alpha=alpha, colormap=colormap, fit=fit, batch_size=batch,
+        json_lines=json_lines, force=force, to_video=to_video, fps=rate, crf=crf, preset=preset,
+        overwrite=overwrite, ffmpeg=ffmpeg, progress=bar, on_skip=skipped,
+    )
     try:
-        s = label_frames(
-            directory, output_dir, model=model, layer=layer, method=method, weights=weights, unsafe=unsafe,
-            class_index=class_index, top_k=top_k, layout=layout, alpha=alpha, colormap=colormap, fit=fit,
-            batch_size=batch, json_lines=json_lines, force=force, to_video=to_video, fps=rate, crf=crf,
-            preset=preset, overwrite=overwrite, ffmpeg=ffmpeg, progress=bar, on_skip=skipped,
-        )
+        if engine == "ray":
+            from vidcam.cluster import label_frames_ray
+
+            s = label_frames_ray(directory, output_dir, address=address, labels_out=labels_out, **options)
+        else:
+            s = label_frames(directory, output_dir, **options)
+            if labels_out is not None:
+                from vidcam.cluster import frames_labels, write_labels
+
+                write_labels(labels_out, frames_labels(s.output_dir), top_k)
     finally:
         bar.close()
     typer.echo(f"{s.total} frames: {s.processed} labelled, {s.reused} already done, {len(s.failed)} skipped "
                f"-> {s.output_dir}")
     typer.echo(f"  labels -> {s.labels}")
+    if labels_out is not None:
+        typer.echo(f"  labels -> {labels_out}")
     if s.video:
         typer.echo(f"  video -> {s.video}")
     if s.failed:

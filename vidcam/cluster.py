@@ -46,6 +46,9 @@ __all__ = [
     "require_ray",
     "ray_session",
     "process_videos",
+    "process_video_pairs",
+    "write_labels",
+    "frames_labels",
     "video_outputs",
     "label_frames_ray",
     "LABEL_KINDS",
@@ -159,6 +162,30 @@ def _quiet_ray_logging() -> None:
 
 
 @contextlib.contextmanager
+def _stderr_muted() -> Iterator[None]:
+    """Keep Ray's start-up chatter (C++ log lines, token and port notices) off stderr, fd 2 included.
+
+    Ray's C++ core prints straight to file descriptor 2, so redirecting ``sys.stderr`` would not do.
+    ``VIDCAM_DEBUG=1`` keeps everything. Failures still arrive as exceptions, with their message.
+    """
+    if os.environ.get("VIDCAM_DEBUG"):
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[Any]:
     """Yield ``ray`` connected to a cluster: the one already connected, ``address``, or a new local instance.
 
@@ -183,7 +210,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     else:
         kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
     try:
-        ray.init(**kwargs)
+        with _stderr_muted():
+            ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
@@ -375,6 +403,41 @@ def process_videos(
     """
     from vidcam.explain import expand_paths
 
+    out_dir = Path(output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output folder {out_dir} is a file; give a folder for many videos")
+    pairs = video_outputs(expand_paths(inputs), out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    return process_video_pairs(
+        pairs, engine=engine, address=address, model=model, layer=layer, method=method, weights=weights,
+        unsafe=unsafe, labels_format=labels_format, retries=retries, workers=workers,
+        cpus_per_worker=cpus_per_worker, on_result=on_result, progress=progress, **video_options,
+    )
+
+
+def process_video_pairs(
+    pairs: Iterable[tuple],
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    model: Any = DEFAULT_MODEL,
+    layer: str | None = None,
+    method: str = "gradcam",
+    weights: str | Path | None = None,
+    unsafe: bool = False,
+    labels_format: str | None = None,
+    retries: int | None = None,
+    workers: int | None = None,
+    cpus_per_worker: float = 1.0,
+    on_result: Callable[[VideoOutcome], None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    **video_options: Any,
+) -> BatchReport:
+    """:func:`process_videos` with each output named by the caller: ``(input, output video)`` pairs, or
+    ``(input, output video, labels file)`` triples."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if labels_format not in (None, "csv", "jsonl"):
@@ -382,45 +445,39 @@ def process_videos(
     for key in ("output", "labels_out", "model", "progress"):
         if key in video_options:
             raise UsageError(f"process_videos sets {key!r} itself; use output_dir / labels_format")
-    pairs = video_outputs(expand_paths(inputs), output_dir)
+    # (input, output) or (input, output, labels file): the labels default to labels_format beside the output.
+    pairs = [(Path(p[0]), Path(p[1]), Path(p[2]) if len(p) > 2 and p[2] else _labels_for(Path(p[1]), labels_format))
+             for p in pairs]
     if not pairs:
         raise UsageError("no input videos given")
-    out_dir = Path(output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"output folder {out_dir} is a file; give a folder for many videos")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
     retries = (DEFAULT_RETRIES if engine == "ray" else 0) if retries is None else retries
     if retries < 0:
         raise UsageError(f"retries must be 0 or more, got {retries}")
     t0 = time.perf_counter()
     if engine == "local":
-        report = _videos_local(pairs, model, layer, method, weights, unsafe, labels_format, retries, on_result,
-                               progress, video_options)
+        report = _videos_local(pairs, model, layer, method, weights, unsafe, retries, on_result, progress,
+                               video_options)
     else:
         spec = EngineSpec.of(model, layer=layer, method=method, weights=weights, unsafe=unsafe)
         with ray_session(address) as ray:
-            report = _videos_ray(ray, pairs, spec, labels_format, retries, workers, cpus_per_worker, on_result,
-                                 video_options)
+            report = _videos_ray(ray, pairs, spec, retries, workers, cpus_per_worker, on_result, video_options)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _videos_local(pairs, model, layer, method, weights, unsafe, labels_format, retries, on_result, progress,
+def _videos_local(pairs, model, layer, method, weights, unsafe, retries, on_result, progress,
                   options) -> BatchReport:
     from vidcam.explain import get_engine
     from vidcam.video import process_video
 
     cam_engine = get_engine(model, layer=layer, method=method, weights=weights, unsafe=unsafe)
     items: list[VideoOutcome] = []
-    for src, dest in pairs:
+    for src, dest, labels in pairs:
         r = VideoOutcome(str(src), str(dest))
         while r.attempts <= retries:
             r.attempts += 1
             try:
-                r.summary = process_video(src, dest, model=cam_engine, labels_out=_labels_for(dest, labels_format),
+                r.summary = process_video(src, dest, model=cam_engine, labels_out=labels,
                                           progress=progress, **options)
                 r.error = None
                 break
@@ -433,28 +490,27 @@ def _videos_local(pairs, model, layer, method, weights, unsafe, labels_format, r
     return BatchReport(items, engine="local", workers=1)
 
 
-def _videos_ray(ray, pairs, spec, labels_format, retries, workers, cpus_per_worker, on_result,
-                options) -> BatchReport:
+def _videos_ray(ray, pairs, spec, retries, workers, cpus_per_worker, on_result, options) -> BatchReport:
     from ray.exceptions import RayActorError, RayTaskError
 
     size, request = _pool_size(ray, len(pairs), workers, cpus_per_worker)
     actor_cls = ray.remote(max_restarts=0, **request)(_VideoWorker)
 
+    names: dict = {}
+
     def new_actor():
         a = actor_cls.remote(spec, request.get("num_cpus"))
-        error, _ = ray.get(a.ready.remote())
+        error, names[a] = ray.get(a.ready.remote())
         if error:
             ray.kill(a)
             raise ClusterError(f"the Ray workers cannot build the engine: {error}")
         return a
 
     # Items travel as absolute paths: a worker's working folder is not the driver's.
-    items = [VideoOutcome(str(src), str(dest)) for src, dest in pairs]
-    jobs = []
-    for src, dest in pairs:
-        labels = _labels_for(dest.absolute(), labels_format)
-        jobs.append((str(src.absolute()), str(dest.absolute()),
-                     {**options, "labels_out": str(labels) if labels else None}))
+    items = [VideoOutcome(str(src), str(dest)) for src, dest, _ in pairs]
+    jobs = [(str(src.absolute()), str(dest.absolute()),
+             {**options, "labels_out": str(labels.absolute()) if labels else None})
+            for src, dest, labels in pairs]
     idle = [new_actor() for _ in range(size)]
     pending: deque[int] = deque(range(len(pairs)))
     inflight: dict = {}
@@ -463,8 +519,11 @@ def _videos_ray(ray, pairs, spec, labels_format, retries, workers, cpus_per_work
         if on_result:
             on_result(items[i])
 
-    def failed(i: int, message: str) -> None:
-        items[i].error = message
+    def failed(i: int, message: str, actor) -> None:
+        # Name the files as the caller did, not by the absolute paths the workers were given.
+        src, dest = jobs[i][0], jobs[i][1]
+        items[i].error = message.replace(src, items[i].input).replace(dest, items[i].output)
+        items[i].worker = names.get(actor)
         if items[i].attempts <= retries:
             pending.append(i)  # to the back: another actor may be free for it
         else:
@@ -489,10 +548,10 @@ def _videos_ray(ray, pairs, spec, labels_format, retries, workers, cpus_per_work
                     with contextlib.suppress(Exception):
                         ray.kill(actor)
                     idle.append(new_actor())
-                    failed(i, f"worker died: {_error_text(e)}")
+                    failed(i, f"worker died: {_error_text(e)}", actor)
                 except RayTaskError as e:
                     idle.append(actor)
-                    failed(i, _error_text(e))
+                    failed(i, _error_text(e), actor)
     finally:
         for ref in inflight:  # interrupted: stop what still runs (its output stays under a temporary name)
             with contextlib.suppress(Exception):
@@ -640,6 +699,36 @@ def _write_parquet(path: Path, entries: list[dict], top_k: int) -> None:
         pq.write_table(table, tmp)
 
 
+def write_labels(path: str | Path, entries: list[dict], top_k: int) -> Path:
+    """Write a frame folder's labels (journal entries, in order) as ``.csv``, ``.jsonl`` or ``.parquet``.
+
+    CSV and JSON Lines are exactly what :func:`vidcam.frames.label_frames` writes; Parquet has one column per
+    value (``file, result, label, probability, class_id, label_2, ...``) and needs pyarrow.
+
+    Raises:
+        UsageError: another extension.
+    """
+    from vidcam import frames as local
+
+    path = Path(path)
+    kind = LABEL_KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise UsageError(f"labels file {path} must end in .csv, .jsonl or .parquet")
+    if kind == "parquet":
+        _write_parquet(path, entries, top_k)
+    else:
+        local._write_lines_atomic(path, local._labels_lines(entries, kind, top_k))
+    return path
+
+
+def frames_labels(output_dir: str | Path, files: list[Path] | None = None) -> list[dict]:
+    """The journal entries of a frame-folder run's output folder, in the listing's order."""
+    from vidcam import frames as local
+
+    entries = local._read_journal(Path(output_dir) / local.JOURNAL_NAME)
+    return list(entries.values()) if files is None else [entries[p.name] for p in files if p.name in entries]
+
+
 def label_frames_ray(
     directory: str | Path,
     output_dir: str | Path | None = None,
@@ -684,7 +773,8 @@ def label_frames_ray(
         directory, output_dir, model ... preset, overwrite, ffmpeg, progress, on_skip: as for
             :func:`~vidcam.frames.label_frames` (``model`` must be a zoo name or a ``.keras`` path).
         address: the Ray cluster (``auto``, ``HOST:6379``, ``ray://HOST:10001``); None starts a local instance.
-        labels_out: the labels file instead of ``OUTDIR/labels.csv``: ``.csv``, ``.jsonl`` or ``.parquet``.
+        labels_out: also write the labels here (``.csv``, ``.jsonl`` or ``.parquet``, see :func:`write_labels`),
+            besides ``OUTDIR/labels.csv`` (or ``labels.jsonl``), which is written as the local job writes it.
         retries: extra attempts at reading a frame or writing its picture before it is reported.
         workers: how many actors (default: one per GPU, else one per ``cpus_per_worker`` CPUs).
         cpus_per_worker: CPUs each actor reserves (its TensorFlow uses that many threads).
@@ -734,10 +824,9 @@ def label_frames_ray(
     kind = "jsonl" if json_lines else "csv"
     labels_path = out / f"labels.{kind}"
     if labels_out is not None:
-        labels_path = Path(labels_out)
-        kind = LABEL_KINDS.get(labels_path.suffix.lower())
-        if kind is None:
-            raise UsageError(f"labels file {labels_path} must end in .csv, .jsonl or .parquet")
+        if Path(labels_out).suffix.lower() not in LABEL_KINDS:
+            raise UsageError(f"labels file {labels_out} must end in .csv, .jsonl or .parquet")
+        check_output(labels_out, overwrite=True)  # rebuilt by every run, like labels.csv
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -811,10 +900,9 @@ def label_frames_ray(
 
     ordered = [done[p.name] for p in files if p.name in done]
     local._write_lines_atomic(journal_path, [json.dumps(e) + "\n" for e in ordered])
-    if kind == "parquet":
-        _write_parquet(labels_path, ordered, top_k)
-    else:
-        local._write_lines_atomic(labels_path, local._labels_lines(ordered, kind, top_k))
+    local._write_lines_atomic(labels_path, local._labels_lines(ordered, kind, top_k))
+    if labels_out is not None:
+        write_labels(labels_out, ordered, top_k)
     video = None
     if to_video is not None and ordered:
         local._assemble(exe, [out / e["result"] for e in ordered], to_video, rate=rate, crf=crf, preset=preset)
