@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vidcam.cli import app
-from vidcam.errors import EXIT_SKIPPED, EXIT_USAGE, UsageError
+from vidcam.errors import EXIT_SKIPPED, EXIT_USAGE, ModelError, UsageError
 
 ray = pytest.importorskip("ray", reason='Ray is not installed (the optional extra: pip install "vidcam[cluster]")')
 
@@ -241,9 +241,25 @@ def test_usage_errors_before_any_work(data, tmp_path):
         process_videos([data["clips"] / "clip1.mp4", twin / "clip1.mp4"], tmp_path / "o")
     with pytest.raises(UsageError, match="zoo name or a .keras path"):
         EngineSpec.of(object())
-    spec = EngineSpec.of("tiny.keras")
-    assert spec.model.endswith("/tiny.keras") and spec.model.startswith("/")  # workers run elsewhere
+    with pytest.raises(ModelError, match="model file not found"):
+        EngineSpec.of(tmp_path / "missing.keras")
+    assert EngineSpec.of(data["model"]).model == str(data["model"])
     assert EngineSpec.of("efficientnet_lite0").model == "efficientnet_lite0"
+
+
+def test_relative_model_paths_become_absolute(data, monkeypatch):
+    from vidcam.cluster import EngineSpec
+
+    monkeypatch.chdir(data["dir"])
+    assert EngineSpec.of("tiny.keras").model == str(data["model"])  # a worker's working folder is not ours
+
+
+def test_an_engine_the_workers_cannot_build_stops_the_run(ray_local, data, tmp_path):
+    from vidcam.cluster import ClusterError, process_videos
+
+    with pytest.raises(ClusterError, match="the Ray workers cannot build the engine: no layer named 'nope'"):
+        process_videos([data["clips"] / "clip1.mp4"], tmp_path, engine="ray", model=data["model"], layer="nope")
+    assert not list(tmp_path.iterdir())
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch):

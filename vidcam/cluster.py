@@ -109,6 +109,10 @@ class EngineSpec:
                              f"its own copy), not a loaded {type(model).__name__}")
         name = str(model)
         if name not in ZOO:
+            if not Path(name).is_file():
+                from vidcam.zoo import load_classifier
+
+                load_classifier(name)  # raises the local job's own message (unknown name, missing file)
             name = str(Path(name).absolute())
         return cls(name, layer, method, str(Path(weights).absolute()) if weights else None, unsafe)
 
@@ -498,20 +502,23 @@ def _videos_ray(ray, pairs, spec, retries, workers, cpus_per_worker, on_result, 
 
     names: dict = {}
 
-    def new_actor():
-        a = actor_cls.remote(spec, request.get("num_cpus"))
-        error, names[a] = ray.get(a.ready.remote())
-        if error:
-            ray.kill(a)
-            raise ClusterError(f"the Ray workers cannot build the engine: {error}")
-        return a
+    def new_actors(n: int) -> list:
+        # All start at once (each loads TensorFlow and the model); the first engine error stops the run.
+        actors = [actor_cls.remote(spec, request.get("num_cpus")) for _ in range(n)]
+        for a, (error, name) in zip(actors, ray.get([a.ready.remote() for a in actors])):
+            names[a] = name
+            if error:
+                for b in actors:
+                    ray.kill(b)
+                raise ClusterError(f"the Ray workers cannot build the engine: {error}")
+        return actors
 
     # Items travel as absolute paths: a worker's working folder is not the driver's.
     items = [VideoOutcome(str(src), str(dest)) for src, dest, _ in pairs]
     jobs = [(str(src.absolute()), str(dest.absolute()),
              {**options, "labels_out": str(labels.absolute()) if labels else None})
             for src, dest, labels in pairs]
-    idle = [new_actor() for _ in range(size)]
+    idle = new_actors(size)
     pending: deque[int] = deque(range(len(pairs)))
     inflight: dict = {}
 
@@ -547,7 +554,7 @@ def _videos_ray(ray, pairs, spec, retries, workers, cpus_per_worker, on_result, 
                 except RayActorError as e:  # the worker process died (killed, out of memory): replace it
                     with contextlib.suppress(Exception):
                         ray.kill(actor)
-                    idle.append(new_actor())
+                    idle.extend(new_actors(1))
                     failed(i, f"worker died: {_error_text(e)}", actor)
                 except RayTaskError as e:
                     idle.append(actor)
