@@ -38,7 +38,7 @@ from vidcam.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media import FFmpegProcess
 from vidcam.outputs import atomic_output, check_output, write_image
 from vidcam.render import COLORMAPS, LAYOUTS, format_label
-from vidcam.video import PRESETS, VIDEO_SUFFIXES, Renderer, _write_all
+from vidcam.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, Renderer, _write_all
 from vidcam.zoo import DEFAULT_MODEL, Classifier
 
 __all__ = ["label_frames", "FramesSummary", "natural_key", "list_frames", "parse_rate", "JOURNAL_NAME"]
@@ -244,7 +244,7 @@ def label_frames(
     to_video: str | Path | None = None,
     fps: str | float | Fraction = 25,
     crf: int = 20,
-    preset: str = "veryfast",
+    preset: str = DEFAULT_PRESET,
     overwrite: bool = False,
     ffmpeg: str | None = None,
     progress: Callable[[int, int], None] | None = None,
