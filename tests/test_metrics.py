@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import cv2
@@ -309,3 +310,79 @@ def test_cli_compare_table_picture_and_skip(tmp_path):
     assert list(d["methods"]) == ["gradcam"] and d["output"] is None
     r = runner.invoke(app, ["compare", str(DOG), "--methods", "gradcam,lime"])
     assert r.exit_code == 2 and "--methods" in r.stderr
+
+
+# -- video and frame folders ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from clips import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=0.4, audio=None)  # 10 frames
+
+
+def test_video_metrics_every_n_frames_in_labels_and_summary(flat_engine, clip, tmp_path):
+    from vidcam.video import process_video
+
+    s = process_video(clip, tmp_path / "o.mp4", model=flat_engine, labels_out=tmp_path / "l.jsonl", metrics=True,
+                      metrics_every=3)
+    rows = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
+    frames, last = rows[:-1], rows[-1]
+    assert len(frames) == s.frames == 10
+    assert [r["frame"] for r in frames if "metrics" in r] == [0, 3, 6, 9]
+    assert last == {"metrics_summary": s.metrics}
+    assert s.metrics["frames"] == 4 and {w["frame"] for w in s.metrics["worst"]} <= {0, 3, 6, 9}
+    assert s.metrics["deletion_auc"] == pytest.approx(np.mean([r["metrics"]["deletion_auc"] for r in frames
+                                                               if "metrics" in r]), abs=1e-5)
+    assert s.as_dict()["metrics"] == s.metrics
+    s = process_video(clip, tmp_path / "o2.mp4", model=flat_engine, labels_out=tmp_path / "l.csv", metrics=True,
+                      metrics_every=5, top_k=2)
+    rows = list(csv.reader((tmp_path / "l.csv").read_text().splitlines()))
+    assert rows[0][-3:] == ["average_drop", "deletion_auc", "insertion_auc"]
+    assert len(rows[1]) == len(rows[0]) and 0 <= float(rows[1][-1]) <= 1  # frame 0 measured
+    assert len(rows[2]) == len(rows[0]) - 3  # frame 1 not
+    plain = process_video(clip, tmp_path / "o3.mp4", model=flat_engine, labels_out=tmp_path / "p.jsonl")
+    assert plain.metrics is None and "metrics" not in plain.as_dict()
+    assert all("metrics" not in json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines())
+    with pytest.raises(UsageError, match="metrics_every"):
+        process_video(clip, tmp_path / "o4.mp4", model=flat_engine, metrics=True, metrics_every=0)
+
+
+def test_frames_metrics_per_frame_and_summary(flat_engine, tmp_path, rng):
+    from vidcam.frames import label_frames
+
+    src = tmp_path / "frames"
+    src.mkdir()
+    for k in (1, 2, 10):
+        cv2.imwrite(str(src / f"f{k}.png"), rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    s = label_frames(src, tmp_path / "out", model=flat_engine, json_lines=True, metrics=True)
+    lines = [json.loads(x) for x in (tmp_path / "out" / "labels.jsonl").read_text().splitlines()]
+    assert [x["file"] for x in lines[:-1]] == ["f1.png", "f2.png", "f10.png"]
+    assert all(0 <= x["metrics"]["insertion_auc"] <= 1 for x in lines[:-1])
+    assert lines[-1] == {"metrics_summary": s.metrics} and s.metrics["frames"] == 3
+    worst = s.metrics["worst"][0]
+    assert worst["file"] == ["f1.png", "f2.png", "f10.png"][worst["frame"] - 1]  # numbered like result_0001
+    s = label_frames(src, tmp_path / "out", model=flat_engine, metrics=True)  # reused frames keep their metrics
+    assert s.reused == 3 and s.metrics["frames"] == 3
+    rows = (tmp_path / "out" / "labels.csv").read_text().splitlines()
+    assert rows[0].endswith("average_drop,deletion_auc,insertion_auc") and len(rows) == 4
+
+
+def test_cli_video_and_frames_metrics(tiny_flat, clip, tmp_path):
+    from clips import save_tiny_keras
+
+    from vidcam.cli import app
+
+    model = save_tiny_keras(tiny_flat, tmp_path / "tiny.keras", ["cat", "dog", "bird"])
+    r = runner.invoke(app, ["video", str(clip), "-o", str(tmp_path / "o.mp4"), "-m", str(model), "--metrics",
+                            "--metrics-every", "4"])
+    assert r.exit_code == 0, r.output
+    line = [x for x in r.stdout.splitlines() if x.startswith("  metrics:")][0]
+    assert line.startswith("  metrics: 3 frames: avg drop") and "worst frames" in line
+    r = runner.invoke(app, ["video", str(clip), "-o", str(tmp_path / "o.mp4"), "-m", str(model), "--metrics",
+                            "--json", "-y"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["metrics"]["frames"] == 10
+    r = runner.invoke(app, ["frames", str(tmp_path), "--metrics", "--engine", "ray"])
+    assert r.exit_code == 2 and "--metrics" in r.stderr

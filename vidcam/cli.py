@@ -491,6 +491,10 @@ def _videos_many(files: list[Path], output: Path | None, many: bool, *, engine: 
             s = r.summary
             where = f" on {r.worker}" if engine == "ray" and r.worker else ""
             typer.echo(f"{r.input} -> {r.output}  ({s.frames} frames, {s.seconds:.1f} s{where})")
+            if s.metrics is not None:
+                from vidcam.metrics import describe_summary
+
+                typer.echo(f"  metrics: {describe_summary(s.metrics)}")
 
     common = dict(engine=engine, address=address, retries=retries, labels_format=labels_format, on_result=show,
                   progress=bars, **options)
@@ -554,6 +558,8 @@ def video_cmd(
     address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
     retries: int | None = typer.Option(
         None, "--retries", min=0, help="Extra attempts for a failed video (default: 2 with ray, 0 locally)."),
+    metrics: bool = typer.Option(False, "--metrics", help="Measure each frame's heatmap faithfulness (slower)."),
+    metrics_every: int = typer.Option(1, "--metrics-every", min=1, help="With --metrics: every N-th frame only."),
 ) -> None:
     """Make a Grad-CAM heatmap video: every frame, same rate, orientation and audio. Many videos: locally
     one after another, or on Ray with --engine ray."""
@@ -581,7 +587,8 @@ def video_cmd(
             labels_out=labels_out, quiet=quiet, json_out=json_out, model=model, layer=layer, method=method,
             weights=weights, unsafe=unsafe, class_index=class_index, layout=layout, alpha=alpha, colormap=colormap,
             fit=fit, smooth=smooth, start=parse_time(start), duration=parse_time(duration), top_k=top_k, crf=crf,
-            preset=preset, batch_size=batch, overwrite=overwrite, ffmpeg=ffmpeg,
+            preset=preset, batch_size=batch, overwrite=overwrite, ffmpeg=ffmpeg, metrics=metrics,
+            metrics_every=metrics_every,
         )
         return
     input_path = files[0]
@@ -593,7 +600,8 @@ def video_cmd(
             input_path, output, model=model, layer=layer, method=method, weights=weights, unsafe=unsafe,
             class_index=class_index, layout=layout, alpha=alpha, colormap=colormap, fit=fit, smooth=smooth,
             start=parse_time(start), duration=parse_time(duration), labels_out=labels_out, top_k=top_k, crf=crf,
-            preset=preset, batch_size=batch, overwrite=overwrite, ffmpeg=ffmpeg, progress=bar,
+            preset=preset, batch_size=batch, overwrite=overwrite, ffmpeg=ffmpeg, progress=bar, metrics=metrics,
+            metrics_every=metrics_every,
         )
     finally:
         bar.close()
@@ -610,6 +618,10 @@ def video_cmd(
     if s.top_labels:
         top = ", ".join(f"{name} ({n})" for name, n in s.top_labels[:3])
         typer.echo(f"  most explained: {top}")
+    if s.metrics is not None:
+        from vidcam.metrics import describe_summary
+
+        typer.echo(f"  metrics: {describe_summary(s.metrics)}")
     if s.labels_out:
         typer.echo(f"  labels -> {s.labels_out}")
 
@@ -645,6 +657,7 @@ def frames_cmd(
         None, "--labels-out", help="Also write the labels here: FILE.csv, FILE.jsonl or FILE.parquet."),
     engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
     address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
+    metrics: bool = typer.Option(False, "--metrics", help="Measure each frame's heatmap faithfulness (slower)."),
 ) -> None:
     """Label every frame of a folder: result pictures, labels.csv, optionally a video. Resumable."""
     from vidcam.engine import METHODS
@@ -658,6 +671,9 @@ def frames_cmd(
     _check_choice(fit, ("squash", "crop"), "--fit")
     _check_choice(preset, PRESETS, "--preset")
     _check_engine(engine, address)
+    if metrics and engine != "local":
+        _err("--metrics runs with --engine local only for frame folders")
+        raise typer.Exit(EXIT_USAGE)
     rate = parse_rate(fps)
     if labels_out is not None:
         from vidcam.cluster import LABEL_KINDS
@@ -685,7 +701,7 @@ def frames_cmd(
 
             s = label_frames_ray(directory, output_dir, address=address, labels_out=labels_out, **options)
         else:
-            s = label_frames(directory, output_dir, **options)
+            s = label_frames(directory, output_dir, metrics=metrics, **options)
             if labels_out is not None:
                 from vidcam.cluster import frames_labels, write_labels
 
@@ -699,6 +715,10 @@ def frames_cmd(
         typer.echo(f"  labels -> {labels_out}")
     if s.video:
         typer.echo(f"  video -> {s.video}")
+    if s.metrics is not None:
+        from vidcam.metrics import describe_summary
+
+        typer.echo(f"  metrics: {describe_summary(s.metrics)}")
     if s.failed:
         _err(f"{len(s.failed)} of {s.total} frames skipped: {', '.join(name for name, _ in s.failed[:5])}"
              + (" ..." if len(s.failed) > 5 else ""))

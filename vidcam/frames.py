@@ -36,6 +36,7 @@ from vidcam.explain import get_engine
 from vidcam.ffmpeg_cmd import encode_args, ffmpeg_exe
 from vidcam.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media import FFmpegProcess
+from vidcam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.outputs import atomic_output, check_output, write_image
 from vidcam.render import COLORMAPS, LAYOUTS, format_label
 from vidcam.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, Renderer, _write_all
@@ -107,6 +108,9 @@ class FramesSummary:
         labels: the labels file (all frames done so far, in natural order).
         video: the assembled video, when asked for.
         seconds: wall-clock time.
+        metrics: with ``metrics=True``, the faithfulness summary (:func:`vidcam.metrics.summarize`) of the
+            frames that carry metrics (frames reused from a run without metrics have none); worst frames are
+            named by position (1 = ``result_0001.jpg``) and ``file``.
     """
 
     output_dir: str
@@ -117,12 +121,13 @@ class FramesSummary:
     labels: str | None = None
     video: str | None = None
     seconds: float = 0.0
+    metrics: dict | None = None
 
     def as_dict(self) -> dict:
         return {
             "output_dir": self.output_dir, "total": self.total, "processed": self.processed, "reused": self.reused,
             "failed": [{"file": f, "error": e} for f, e in self.failed], "labels": self.labels, "video": self.video,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), **({"metrics": self.metrics} if self.metrics is not None else {}),
         }
 
 
@@ -166,10 +171,17 @@ def _write_lines_atomic(path: Path, lines: list[str]) -> None:
             f.writelines(lines)
 
 
-def _labels_lines(entries: list[dict], kind: str, top_k: int) -> list[str]:
+def _labels_lines(entries: list[dict], kind: str, top_k: int, metrics_summary: dict | None = None) -> list[str]:
+    # Faithfulness metrics (``--metrics``) ride along: a ``metrics`` object per JSON line and a last
+    # ``metrics_summary`` line, or three more CSV columns (empty for frames that carry none).
+    with_metrics = any("metrics" in e for e in entries)
     if kind == "jsonl":
-        return [json.dumps({"file": e["file"], "result": e["result"], "predictions": e["predictions"]}) + "\n"
-                for e in entries]
+        lines = [json.dumps({"file": e["file"], "result": e["result"], "predictions": e["predictions"],
+                             **({"metrics": e["metrics"]} if "metrics" in e else {})}) + "\n"
+                 for e in entries]
+        if metrics_summary is not None:
+            lines.append(json.dumps({"metrics_summary": metrics_summary}) + "\n")
+        return lines
     import io
 
     buf = io.StringIO()
@@ -177,13 +189,29 @@ def _labels_lines(entries: list[dict], kind: str, top_k: int) -> list[str]:
     head = ["file", "label", "probability"]
     for j in range(2, top_k + 1):
         head += [f"label_{j}", f"probability_{j}"]
+    if with_metrics:
+        head += ["average_drop", "deletion_auc", "insertion_auc"]
     w.writerow(head)
     for e in entries:
         row = [e["file"]]
         for p in e["predictions"]:
             row += [p["label"], f"{p['probability']:.6f}"]
+        if with_metrics and "metrics" in e:
+            m = e["metrics"]
+            row += [""] * (2 * (top_k - len(e["predictions"])))
+            row += [f"{m['average_drop']:.3f}", f"{m['deletion_auc']:.6f}", f"{m['insertion_auc']:.6f}"]
         w.writerow(row)
     return [buf.getvalue()]
+
+
+def _metrics_summary(files: list[Path], done: dict[str, dict]) -> dict:
+    """Summary over the frames that carry metrics; frames are numbered by position like the result pictures."""
+    measured = [(k, done[p.name]) for k, p in enumerate(files, 1) if "metrics" in done.get(p.name, {})]
+    summary = summarize([CamMetrics.from_dict(e["metrics"]) for _, e in measured], indices=[k for k, _ in measured])
+    names = {k: e["file"] for k, e in measured}
+    for w in summary["worst"]:
+        w["file"] = names[w["frame"]]
+    return summary
 
 
 def _settings_key(engine: CamEngine, **settings) -> str:
@@ -249,6 +277,7 @@ def label_frames(
     ffmpeg: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
+    metrics: bool = False,
 ) -> FramesSummary:
     """Label and explain every image of a folder; resumable (see the module docstring).
 
@@ -273,6 +302,8 @@ def label_frames(
         ffmpeg: ffmpeg binary for ``to_video``.
         progress: called as ``progress(frames_done, frames_total)``.
         on_skip: called as ``on_skip(file, reason)`` for each image that is skipped because it failed.
+        metrics: measure each new frame's map (:mod:`vidcam.metrics`, about 35 extra forward passes a frame):
+            per frame in the labels file, summarised in the result's ``metrics``.
 
     Returns:
         A :class:`FramesSummary`; ``failed`` lists the images that were skipped.
@@ -351,6 +382,7 @@ def label_frames(
                 x = np.stack([g[1][1] for g in good])
                 res = engine.run(x, class_index)
                 ids, probs = res.top_k(top_k)
+                measured = evaluate_batch(engine, x, res.cams, res.class_ids) if metrics else None
                 for i, (p, (img, _x, window, st)) in enumerate(good):
                     cid = int(res.class_ids[i])
                     label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
@@ -365,6 +397,8 @@ def label_frames(
                         "predictions": [{"class_id": int(c), "label": clf.class_names[int(c)],
                                          "probability": round(float(q), 6)} for c, q in zip(ids[i], probs[i])],
                     }
+                    if measured is not None:
+                        entry["metrics"] = measured[i].as_dict()
                     journal.write(json.dumps(entry) + "\n")
                     done[p.name] = entry
                 journal.flush()
@@ -376,14 +410,15 @@ def label_frames(
     _write_lines_atomic(journal_path, [json.dumps(e) + "\n" for e in ordered])
     kind = "jsonl" if json_lines else "csv"
     labels_path = out / f"labels.{kind}"
-    _write_lines_atomic(labels_path, _labels_lines(ordered, kind, top_k))
+    summary = _metrics_summary(files, done) if metrics else None
+    _write_lines_atomic(labels_path, _labels_lines(ordered, kind, top_k, summary))
     video = None
     if to_video is not None and ordered:
         _assemble(exe, [out / e["result"] for e in ordered], to_video, rate=rate, crf=crf, preset=preset)
         video = str(to_video)
     return FramesSummary(
         output_dir=str(out), total=total, processed=len(done) - reused, reused=reused, failed=failed,
-        labels=str(labels_path), video=video, seconds=time.perf_counter() - t0,
+        labels=str(labels_path), video=video, seconds=time.perf_counter() - t0, metrics=summary,
     )
 
 

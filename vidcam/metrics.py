@@ -98,6 +98,18 @@ class CamMetrics:
             d["insertion_curve"] = [round(float(v), 6) for v in self.insertion_curve]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> CamMetrics:
+        """Back from :meth:`as_dict` (curves only when they were saved), e.g. from a labels file."""
+        return cls(
+            class_id=int(d["class_id"]), probability=float(d["probability"]),
+            masked_probability=float(d["masked_probability"]), average_drop=float(d["average_drop"]),
+            increase=bool(d["increase"]), deletion_auc=float(d["deletion_auc"]),
+            insertion_auc=float(d["insertion_auc"]),
+            deletion_curve=np.asarray(d.get("deletion_curve", []), np.float32),
+            insertion_curve=np.asarray(d.get("insertion_curve", []), np.float32),
+        )
+
     def describe(self) -> str:
         """One line for people: ``avg drop 12.3%, increase no, deletion AUC 0.081, insertion AUC 0.512``."""
         return (f"avg drop {self.average_drop:.1f}%, increase {'yes' if self.increase else 'no'}, "
@@ -164,8 +176,10 @@ def _perturbations(frame: np.ndarray, cam_up: np.ndarray, steps: int, deletion: 
     rank[importance_order(cam_up)] = np.arange(pixels)
     counts = np.round(np.arange(steps + 1) * pixels / steps).astype(np.int64)
     moved = (rank[None, :] < counts[:, None]).reshape(steps + 1, h, w, 1)  # pixels removed / inserted so far
-    dele = np.where(moved, baseline_image(frame, deletion)[None], f[None])
-    ins = np.where(moved, f[None], baseline_image(frame, insertion)[None])
+    removed_to = baseline_image(frame, deletion)
+    start_from = removed_to if insertion == deletion else baseline_image(frame, insertion)  # one blur, not two
+    dele = np.where(moved, removed_to[None], f[None])
+    ins = np.where(moved, f[None], start_from[None])
     explanation = f * cam_up[..., None]
     return np.concatenate([explanation[None], dele, ins]).astype(np.float32)
 

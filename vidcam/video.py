@@ -47,6 +47,7 @@ from vidcam.explain import get_engine
 from vidcam.ffmpeg_cmd import decode_args, encode_args, ffmpeg_exe
 from vidcam.images import fit_to_model
 from vidcam.media import FFmpegProcess, VideoInfo, probe
+from vidcam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.outputs import atomic_output, check_output
 from vidcam.render import COLORMAPS, LAYOUTS, colorize, draw_label, format_label, render
 from vidcam.zoo import DEFAULT_MODEL, Classifier
@@ -63,6 +64,7 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 # costs more than the Grad-CAM engine) for files ~20% smaller than superfast.
 DEFAULT_PRESET = "superfast"
 LABEL_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+_METRIC_COLUMNS = ("average_drop", "deletion_auc", "insertion_auc")
 
 # Audio codecs each container takes as they are (anything else is re-encoded to AAC). Matroska takes all.
 _COPYABLE = {
@@ -93,6 +95,8 @@ class VideoSummary:
         seconds: wall-clock time of the run (model loading excluded).
         top_labels: how many frames each explained label won, most frequent first.
         source: the source's :class:`VideoInfo`.
+        metrics: with ``metrics=True``, the faithfulness summary of the measured frames
+            (:func:`vidcam.metrics.summarize`: means and the worst frames), else None.
     """
 
     input: str
@@ -106,6 +110,7 @@ class VideoSummary:
     seconds: float
     top_labels: list[tuple[str, int]] = field(default_factory=list)
     source: VideoInfo | None = field(default=None, repr=False)
+    metrics: dict | None = None
 
     @property
     def frames_per_second(self) -> float:
@@ -119,6 +124,7 @@ class VideoSummary:
             "audio": self.audio, "labels_out": self.labels_out, "seconds": round(self.seconds, 3),
             "frames_per_second": round(self.frames_per_second, 2),
             "top_labels": [{"label": k, "frames": v} for k, v in self.top_labels],
+            **({"metrics": self.metrics} if self.metrics is not None else {}),
         }
 
 
@@ -297,26 +303,40 @@ def _check_options(layout, alpha, colormap, fit, smooth, crf, preset, batch_size
 class _LabelsWriter:
     """Per-frame top-k labels as CSV (``frame,time,label,probability,class_id,label_2,...``) or JSON Lines."""
 
-    def __init__(self, fh, kind: str, top_k: int) -> None:
-        self.fh, self.kind = fh, kind
+    def __init__(self, fh, kind: str, top_k: int, metrics: bool = False) -> None:
+        self.fh, self.kind, self.top_k, self.metrics = fh, kind, top_k, metrics
         if kind == "csv":
             self.csv = csv.writer(fh)
             head = ["frame", "time", "label", "probability", "class_id"]
             for j in range(2, top_k + 1):
                 head += [f"label_{j}", f"probability_{j}", f"class_id_{j}"]
+            if metrics:  # after the labels; empty on frames that were not measured (--metrics-every)
+                head += list(_METRIC_COLUMNS)
             self.csv.writerow(head)
 
-    def write(self, index: int, t: float, preds: list[tuple[int, str, float]]) -> None:
+    def write(self, index: int, t: float, preds: list[tuple[int, str, float]], m: CamMetrics | None = None) -> None:
         if self.kind == "csv":
             row: list = [index, f"{t:.6f}"]
             for cid, name, p in preds:
                 row += [name, f"{p:.6f}", cid]
+            if self.metrics:
+                row += [""] * (3 * (self.top_k - len(preds)))
+                row += [] if m is None else [f"{m.average_drop:.3f}", f"{m.deletion_auc:.6f}",
+                                             f"{m.insertion_auc:.6f}"]
             self.csv.writerow(row)
         else:
-            self.fh.write(json.dumps({
+            obj = {
                 "frame": index, "time": round(t, 6),
                 "predictions": [{"class_id": c, "label": n, "probability": round(p, 6)} for c, n, p in preds],
-            }) + "\n")
+            }
+            if m is not None:
+                obj["metrics"] = m.as_dict()
+            self.fh.write(json.dumps(obj) + "\n")
+
+    def summary(self, summary: dict) -> None:
+        """JSON Lines end with one ``{"metrics_summary": ...}`` line; a CSV has the per-frame columns only."""
+        if self.kind != "csv":
+            self.fh.write(json.dumps({"metrics_summary": summary}) + "\n")
 
 
 def default_output(input_path: str | Path) -> Path:
@@ -349,6 +369,8 @@ def process_video(
     overwrite: bool = False,
     ffmpeg: str | None = None,
     progress: ProgressCallback | None = None,
+    metrics: bool = False,
+    metrics_every: int = 1,
 ) -> VideoSummary:
     """Make the Grad-CAM heatmap video of a video, streaming (memory does not grow with the video's length).
 
@@ -380,6 +402,10 @@ def process_video(
         overwrite: replace existing outputs.
         ffmpeg: ffmpeg binary (default ``$VIDCAM_FFMPEG`` or imageio-ffmpeg's).
         progress: called as ``progress(frames_done, frames_total_estimate)`` from the calling thread.
+        metrics: measure how faithful each frame's map is (the map as drawn, smoothing included; see
+            :mod:`vidcam.metrics`): per frame in ``labels_out``, summarised in the result's ``metrics``.
+            Costs about 35 extra forward passes per measured frame.
+        metrics_every: measure only every N-th frame (0, N, 2N, ...), to keep long videos affordable.
 
     Returns:
         A :class:`VideoSummary`.
@@ -396,6 +422,8 @@ def process_video(
         (150, Fraction(25, 1))
     """
     _check_options(layout, alpha, colormap, fit, smooth, crf, preset, batch_size, start, duration, top_k)
+    if metrics_every < 1:
+        raise UsageError(f"metrics_every must be at least 1 (every frame), got {metrics_every}")
     output = Path(output) if output is not None else default_output(input)
     if output.suffix.lower() not in VIDEO_SUFFIXES:
         raise UsageError(f"output {output} must end in {', '.join(VIDEO_SUFFIXES)} (vidcam writes H.264)")
@@ -422,6 +450,7 @@ def process_video(
         info, output, exe, engine, class_index=class_index, layout=layout, alpha=alpha, colormap=colormap,
         fit=fit, smooth=smooth, start=start, duration=duration, labels_out=labels_out, label_kind=label_kind,
         top_k=top_k, crf=crf, preset=preset, batch_size=batch_size, progress=progress, total=total,
+        metrics=metrics, metrics_every=metrics_every,
     ).run()
 
 
@@ -496,8 +525,14 @@ class _Run:
                 res = self.engine.run(small, cls)
                 cams, state = smooth_maps(res.cams[:n], smooth, state)
                 ids, probs = res.top_k(self.o["top_k"])
+                measured: dict[int, CamMetrics] = {}
+                if self.o["metrics"]:
+                    sel = [i for i in range(n) if (index + i) % self.o["metrics_every"] == 0]
+                    if sel:
+                        found = evaluate_batch(self.engine, small[sel], cams[sel], res.class_ids[sel])
+                        measured = {index + i: m for i, m in zip(sel, found)}
                 if not _put(self.q_out, (index, frames, cams, windows, res.class_ids[:n],
-                                         res.probabilities[:n], ids[:n], probs[:n]), self.stop):
+                                         res.probabilities[:n], ids[:n], probs[:n], measured), self.stop):
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             _put(self.q_out, _Failure(e), self.stop)
@@ -517,6 +552,7 @@ class _Run:
         progress = o["progress"]
         spf = 1 / info.fps
         counts: Counter = Counter()
+        measured: dict[int, CamMetrics] = {}
         written = 0
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
@@ -525,7 +561,7 @@ class _Run:
             if o["labels_out"] is not None:
                 ltmp = stack.enter_context(atomic_output(o["labels_out"]))
                 fh = stack.enter_context(open(ltmp, "w", newline="", encoding="utf-8"))
-                labels = _LabelsWriter(fh, o["label_kind"], o["top_k"])
+                labels = _LabelsWriter(fh, o["label_kind"], o["top_k"], o["metrics"])
             decoder = FFmpegProcess(
                 decode_args(self.exe, info.path, start=o["start"], duration=o["duration"]),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -557,7 +593,8 @@ class _Run:
                     break
                 if isinstance(item, _Failure):
                     raise item.exc
-                index, frames, cams, windows, class_ids, probs, ids, top_probs = item
+                index, frames, cams, windows, class_ids, probs, ids, top_probs, batch_metrics = item
+                measured.update(batch_metrics)
                 for i in range(len(cams)):
                     cid = int(class_ids[i])
                     name = names[cid]
@@ -570,18 +607,25 @@ class _Run:
                         raise FFmpegError(f"ffmpeg (encoding {self.output}) stopped reading frames") from None
                     if labels is not None:
                         preds = [(int(c), names[int(c)], float(p)) for c, p in zip(ids[i], top_probs[i])]
-                        labels.write(index + i, float(start + (index + i) * spf), preds)
+                        labels.write(index + i, float(start + (index + i) * spf), preds,
+                                     batch_metrics.get(index + i))
                 written += len(cams)
                 if progress:
                     progress(written, o["total"])
             encoder.proc.stdin.close()
             encoder.check()
+            summary = None
+            if o["metrics"]:
+                frames_measured = sorted(measured)
+                summary = summarize([measured[k] for k in frames_measured], indices=frames_measured)
+                if labels is not None:
+                    labels.summary(summary)
             seconds = time.perf_counter() - t0
         return VideoSummary(
             input=str(info.path), output=str(self.output), frames=written, fps=info.fps,
             width=out_w + out_w % 2, height=info.height + info.height % 2, audio=audio,
             labels_out=str(o["labels_out"]) if o["labels_out"] is not None else None, seconds=seconds,
-            top_labels=counts.most_common(), source=info,
+            top_labels=counts.most_common(), source=info, metrics=summary,
         )
 
     def _shutdown(self, threads: list[threading.Thread], *children: FFmpegProcess) -> None:
