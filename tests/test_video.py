@@ -367,3 +367,15 @@ def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
         while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
             time.sleep(0.1)  # the children exit on their own once their pipes close
         assert not _ffmpeg_children_with(str(src))
+
+
+def test_animated_gif_and_non_square_pixels(engine, tmp_path):
+    gif = tmp_path / "anim.gif"
+    run("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=1", gif)
+    s = process_video(gif, tmp_path / "gif.mp4", model=engine)
+    assert s.frames == decoded_frames(tmp_path / "gif.mp4") == 10 and probe(tmp_path / "gif.mp4").fps == 10
+    anamorphic = make_clip(tmp_path / "sar.mp4", audio=None, vf="setsar=4/3")
+    assert probe(anamorphic).sar == Fraction(4, 3)
+    process_video(anamorphic, tmp_path / "sar_out.mp4", model=engine)
+    assert probe(tmp_path / "sar_out.mp4").sar == Fraction(4, 3)  # displayed 16:9, like the source
+    assert "DAR 16:9" in stream_dump(tmp_path / "sar_out.mp4")
