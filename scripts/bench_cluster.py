@@ -107,7 +107,8 @@ def main() -> int:
             rows.append({"engine": name, "workers": workers, "seconds": round(secs, 2),
                          "files_per_s": round(args.videos / secs, 3), "frames_per_s": round(frames / secs, 1)})
     info = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "ray_cpus": cpus, "model": args.model,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "load_average": round(os.getloadavg()[0], 1),
+        "ray_cpus": cpus, "model": args.model,
         "videos": args.videos, "seconds_each": args.seconds, "size": args.size, "frames": frames,
         "ray_init_s": round(t_init, 2), "rows": rows,
     }
@@ -115,7 +116,7 @@ def main() -> int:
         print(json.dumps(info))
         return 0
     print(f"{args.videos} clips of {args.seconds:g} s at {args.size}, 25 fps ({frames} frames), model {args.model}, "
-          f"{info['machine']}; ray.init took {t_init:.1f} s")
+          f"{info['machine']} (load average {info['load_average']} at the end); ray.init took {t_init:.1f} s")
     print(f"{'engine':<18} {'workers':>7} {'seconds':>8} {'files/s':>8} {'frames/s':>9}")
     for r in rows:
         print(f"{r['engine']:<18} {r['workers']:>7} {r['seconds']:>8.1f} {r['files_per_s']:>8.3f} "

@@ -511,7 +511,8 @@ def _videos_many(files: list[Path], output: Path | None, many: bool, *, engine: 
     if not quiet and not json_out and (many or report.failures):
         secs = max(report.seconds, 1e-9)
         how = f"ray, {report.workers} worker{'s' if report.workers > 1 else ''}" if engine == "ray" else "local"
-        typer.echo(f"{len(report.items)} videos: {len(done)} done, {len(report.failures)} skipped ({how}); "
+        n = len(report.items)
+        typer.echo(f"{n} video{'s' if n != 1 else ''}: {len(done)} done, {len(report.failures)} skipped ({how}); "
                    f"{frames} frames in {report.seconds:.1f} s: {frames / secs:.1f} frames/s, "
                    f"{len(done) / secs:.2f} videos/s")
     if report.failures:

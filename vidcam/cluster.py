@@ -232,17 +232,21 @@ def _gpus(ray) -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def _pool_size(ray, items: int, workers: int | None, cpus_per_worker: float) -> tuple[int, dict]:
-    """(actors, their resource request): one per GPU when the cluster has GPUs, else one per ``cpus_per_worker``."""
+def _pool_size(ray, items: int, workers: int | None, cpus_per_worker: float | None) -> tuple[int, dict]:
+    """(actors, their resource request): one per GPU when the cluster has GPUs, else one per ``cpus_per_worker``
+    CPUs. Without ``cpus_per_worker``, CPU actors get 1 CPU each, or more when there are fewer items than CPUs
+    (one video on a 2-core machine: one actor with both cores), but never more than one node has."""
     gpus = _gpus(ray)
+    # More actors than the cluster can hold at once would wait for resources for ever: capped.
     if gpus:
-        size, request = gpus, {"num_gpus": 1, "num_cpus": cpus_per_worker}
-    else:
-        cpus = float(ray.cluster_resources().get("CPU", 1))
-        size, request = max(1, int(cpus // cpus_per_worker)), {"num_cpus": cpus_per_worker}
-    if workers is not None:
-        size = workers
-    return max(1, min(size, items)), request
+        return max(1, min(workers or gpus, gpus, items)), {"num_gpus": 1, "num_cpus": cpus_per_worker or 1}
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    per = cpus_per_worker or 1
+    size = max(1, min(workers or int(cpus // per), int(cpus // per), items))
+    if cpus_per_worker is None:
+        node_cpus = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+        per = max(1, min(int(cpus // size), int(node_cpus)))
+    return size, {"num_cpus": per}
 
 
 # -- many videos ---------------------------------------------------------------------------------------------
@@ -370,7 +374,7 @@ def process_videos(
     labels_format: str | None = None,
     retries: int | None = None,
     workers: int | None = None,
-    cpus_per_worker: float = 1.0,
+    cpus_per_worker: float | None = None,
     on_result: Callable[[VideoOutcome], None] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     **video_options: Any,
@@ -391,7 +395,8 @@ def process_videos(
         labels_format: ``csv`` or ``jsonl`` to write ``<stem>_heatmap_labels.<ext>`` beside each video.
         retries: extra attempts for a failed video (default: 2 with ``ray``, where workers can die; 0 locally).
         workers: how many Ray actors (default: one per GPU, else one per ``cpus_per_worker`` CPUs).
-        cpus_per_worker: CPUs each Ray actor reserves (its TensorFlow uses that many threads).
+        cpus_per_worker: CPUs each Ray actor reserves (its TensorFlow uses that many threads); default 1, or
+            more when there are fewer videos than CPUs.
         on_result: called with each video's outcome as soon as it is known (in completion order with ``ray``).
         progress: ``local`` only: per-frame progress of the current video (see :func:`process_video`).
         **video_options: any other :func:`~vidcam.video.process_video` option (``layout``, ``smooth``,
@@ -435,7 +440,7 @@ def process_video_pairs(
     labels_format: str | None = None,
     retries: int | None = None,
     workers: int | None = None,
-    cpus_per_worker: float = 1.0,
+    cpus_per_worker: float | None = None,
     on_result: Callable[[VideoOutcome], None] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     **video_options: Any,
@@ -764,7 +769,7 @@ def label_frames_ray(
     ffmpeg: str | None = None,
     retries: int = DEFAULT_RETRIES,
     workers: int | None = None,
-    cpus_per_worker: float = 1.0,
+    cpus_per_worker: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
 ):
@@ -784,7 +789,8 @@ def label_frames_ray(
             besides ``OUTDIR/labels.csv`` (or ``labels.jsonl``), which is written as the local job writes it.
         retries: extra attempts at reading a frame or writing its picture before it is reported.
         workers: how many actors (default: one per GPU, else one per ``cpus_per_worker`` CPUs).
-        cpus_per_worker: CPUs each actor reserves (its TensorFlow uses that many threads).
+        cpus_per_worker: CPUs each actor reserves (its TensorFlow uses that many threads); default 1, or more
+            when there are fewer batches than CPUs.
 
     Returns:
         A :class:`~vidcam.frames.FramesSummary`.
