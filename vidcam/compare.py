@@ -17,7 +17,7 @@ from vidcam.errors import OutputError, UsageError, VidcamError
 from vidcam.explain import expand_paths
 from vidcam.images import fit_to_model, read_image
 from vidcam.metrics import DEFAULT_STEPS, CamMetrics, evaluate_batch
-from vidcam.outputs import check_output, write_image
+from vidcam.outputs import BatchOutputs, check_output, write_image
 from vidcam.render import format_label, overlay
 from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
@@ -199,6 +199,7 @@ def compare_methods(
         if m not in METHODS:
             raise UsageError(f"unknown method {m!r}: use one of {', '.join(METHODS)}")
     files = expand_paths(paths)
+    claims = BatchOutputs(files)
     engines = _engines(model, methods, layer, weights, unsafe)
     first = engines[methods[0]]
     clf = first.classifier
@@ -225,6 +226,7 @@ def compare_methods(
             try:
                 dest = None
                 if out_dir is not None:  # refuse an existing output before spending time on the image
+                    claims.claim(out_dir / f"{p.stem}_compare.jpg", p)
                     dest = check_output(out_dir / f"{p.stem}_compare.jpg", overwrite=overwrite, inputs=(p,))
                 img = read_image(p)
             except VidcamError as e:

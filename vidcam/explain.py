@@ -13,7 +13,7 @@ from vidcam.engine import CamEngine, CamResult
 from vidcam.errors import InputError, OutputError, VidcamError
 from vidcam.images import fit_to_model, read_image
 from vidcam.metrics import CamMetrics, evaluate_batch
-from vidcam.outputs import check_output, write_image
+from vidcam.outputs import BatchOutputs, check_output, write_image
 from vidcam.render import format_label, render
 from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
@@ -130,6 +130,7 @@ def explain_images(
         'tiger cat'
     """
     files = expand_paths(paths)
+    claims = BatchOutputs(files)
     engine = get_engine(model)
     clf = engine.classifier
     fit = fit or clf.fit
@@ -173,6 +174,7 @@ def explain_images(
                             metrics=measured[i] if measured else None)
             if out_dir is not None:
                 try:
+                    claims.claim(out_dir / f"{p.stem}_output.jpg", p)
                     dest = check_output(out_dir / f"{p.stem}_output.jpg", overwrite=overwrite, inputs=(p,))
                     cid = int(res.class_ids[i])
                     label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))

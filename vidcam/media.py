@@ -248,6 +248,8 @@ def probe(path: str | os.PathLike, *, ffmpeg: str | None = None) -> VideoInfo:
         raise InputError(f"no such file: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a directory, not a video (for a folder of frames use `vidcam frames`)")
+    if not path.is_file():  # ffmpeg would wait forever on a FIFO with no writer
+        raise InputError(f"{path} is not a regular file (a pipe or device?); give a video file")
     if not os.access(path, os.R_OK):
         raise InputError(f"cannot read {path}: permission denied")
     exe = ffmpeg_exe(ffmpeg)

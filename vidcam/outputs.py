@@ -6,14 +6,14 @@ import contextlib
 import errno
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from vidcam.errors import OutputError
 
-__all__ = ["atomic_output", "check_output", "write_image", "same_file"]
+__all__ = ["atomic_output", "check_output", "write_image", "same_file", "BatchOutputs"]
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -40,10 +40,33 @@ def check_output(path: str | Path, *, overwrite: bool, inputs: tuple = ()) -> Pa
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        # "File exists" alone does not say which part of the path is in the way.
+        blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise OutputError(f"cannot create folder {path.parent}: {blocker} is a file, not a folder") from None
         raise OutputError(f"cannot create folder {path.parent}: {e.strerror or e}") from None
     if not os.access(path.parent, os.W_OK):
         raise OutputError(f"cannot write to folder {path.parent}: permission denied")
     return path
+
+
+class BatchOutputs:
+    """The outputs of one batch run: none may replace one of the run's inputs, and no two inputs may share one
+    (``a.png`` and ``a.jpg`` both make ``a_output.jpg``; with ``--overwrite`` the second would silently replace
+    the first, and ``a.png a_output.jpg`` would replace an input)."""
+
+    def __init__(self, inputs: Iterable[str | Path]) -> None:
+        self._inputs = {os.path.realpath(p) for p in inputs}
+        self._taken: dict[str, Path] = {}
+
+    def claim(self, dest: str | Path, src: str | Path) -> None:
+        """Reserve ``dest`` for ``src``; raise :class:`OutputError` when that would lose a file."""
+        key = os.path.realpath(dest)
+        if key in self._inputs:
+            raise OutputError(f"output {dest} is one of the input files; choose another output folder")
+        first = self._taken.setdefault(key, Path(src))
+        if first != Path(src):
+            raise OutputError(f"{src} and {first} would both be written to {dest}: rename one or run them separately")
 
 
 def _describe(e: OSError) -> str:
