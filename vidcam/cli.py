@@ -420,7 +420,8 @@ class _Bar:
             self.bar.close()
 
 
-ENGINE_HELP = "local (this process) or ray (a Ray cluster: pip install 'vidcam[cluster]')."
+# The backslash keeps Rich (typer's help renderer) from reading [cluster] as markup.
+ENGINE_HELP = "local (this process) or ray (a Ray cluster; needs pip install 'vidcam\\[cluster]')."
 ADDRESS_HELP = "Ray cluster: auto, HOST:6379 or ray://HOST:10001 (default: start a local Ray instance)."
 
 
@@ -525,7 +526,7 @@ def _videos_many(files: list[Path], output: Path | None, many: bool, *, engine: 
 @handle_errors
 def video_cmd(
     inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT...", help="Video files or globs (anything ffmpeg reads); many: -o is a folder."),
+        ..., metavar="INPUT", help="Video files or globs (anything ffmpeg reads); many: -o is a folder."),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Heatmap video (.mp4, .m4v, .mov, .mkv); default ./<stem>_heatmap.mp4. "
         "With many inputs: the folder for their <stem>_heatmap.mp4 files (default: .)."),
