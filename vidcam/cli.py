@@ -81,6 +81,14 @@ def _err(msg: str) -> None:
     typer.echo(f"vidcam: error: {msg}", err=True)
 
 
+def _warn_damaged(summary) -> None:
+    """One warning line when a video was truncated or corrupt: vidcam kept the frames that decode."""
+    src = getattr(summary, "source", None)
+    if src is not None and getattr(src, "damaged", None):
+        typer.echo(f"vidcam: warning: {summary.input} is truncated or damaged (ffmpeg: {src.damaged}); "
+                   f"kept the {summary.frames} frames that decode", err=True)
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn library exceptions into one line on stderr and the documented exit code."""
 
@@ -481,6 +489,8 @@ def _videos_many(files: list[Path], output: Path | None, many: bool, *, engine: 
 
     def show(r) -> None:
         bars.next()
+        if not r.error and getattr(r, "summary", None) is not None:
+            _warn_damaged(r.summary)
         if json_out:
             typer.echo(json.dumps(r.as_dict()))
         if r.error:
@@ -607,6 +617,7 @@ def video_cmd(
         )
     finally:
         bar.close()
+    _warn_damaged(s)
     if json_out:
         typer.echo(json.dumps(s.as_dict()))
         return

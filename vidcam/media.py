@@ -55,6 +55,8 @@ class VideoInfo:
         audio_codecs: one codec name per audio stream (empty: silent).
         container_duration: the whole file's duration (its longest stream), None when ffmpeg gives none.
         timestamps: every frame's presentation time in seconds from the file's start, sorted.
+        damaged: ffmpeg's complaint when the file is truncated or corrupt (``partial file``), else None; the
+            frames that decode are still counted and processed.
     """
 
     path: Path
@@ -72,6 +74,7 @@ class VideoInfo:
     audio_codecs: tuple[str, ...] = ()
     container_duration: float | None = None
     timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    damaged: str | None = None
 
     @property
     def has_audio(self) -> bool:
@@ -165,6 +168,9 @@ _RATE = re.compile(r"frame_rate: (?P<n>\d+)/(?P<d>\d+)")
 _FRAME = re.compile(r"\bn:\s*0 .*\bs:(?P<w>\d+)x(?P<h>\d+)")
 _SAR = re.compile(r"\bsar:(?P<n>\d+)/(?P<d>\d+)")
 _TB = re.compile(r"^#tb 0: (?P<n>\d+)/(?P<d>\d+)", re.M)
+# What ffmpeg says while reading a truncated or corrupt file (the packets up to the damage are still listed).
+_DAMAGE = re.compile(r"partial file|ended prematurely|packet corrupt|corrupt input packet|invalid nal unit|"
+                     r"error while decoding|truncat|invalid data found when processing input", re.I)
 
 
 def _parse_streams(err: str) -> tuple[str, str | None, list[str], int]:
@@ -186,6 +192,15 @@ def _parse_streams(err: str) -> tuple[str, str | None, list[str], int]:
         if r and in_video:
             rotation = int(round(float(r.group("deg")))) % 360
     return container, video, audio, rotation
+
+
+def _damage(err: str) -> str | None:
+    """ffmpeg's first line about damage in the file (``... partial file``), without its ``[demuxer @ 0x..]``."""
+    for line in err.splitlines():
+        # Only ffmpeg's own log lines ("[demuxer @ 0x..] ..."): a metadata value (a title) is indented.
+        if line.startswith("[") and _DAMAGE.search(line):
+            return re.sub(r"^\[[^\]]*\]\s*", "", line.strip())
+    return None
 
 
 def _parse_duration(err: str) -> float | None:
@@ -287,5 +302,5 @@ def probe(path: str | os.PathLike, *, ffmpeg: str | None = None) -> VideoInfo:
         path=path, container=container, width=int(frame.group("w")), height=int(frame.group("h")),
         rotation=rotation, fps=fps, nominal_fps=nominal if nominal > 0 else fps, vfr=vfr, frames=n,
         duration=duration, video_codec=vcodec, sar=sar if sar > 0 else Fraction(1), audio_codecs=tuple(acodecs),
-        container_duration=_parse_duration(err), timestamps=times,
+        container_duration=_parse_duration(err), timestamps=times, damaged=_damage(err),
     )
