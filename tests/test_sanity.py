@@ -17,24 +17,10 @@ import pytest
 from conftest import CHELSEA, DOG, classifier_for
 
 from vidcam.engine import CamEngine
+from vidcam.errors import UsageError
 from vidcam.images import fit_to_model, read_image
 from vidcam.metrics import evaluate_batch
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties); 0 when a map is constant (e.g. all zero)."""
-
-    def ranks(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64).ravel()
-        _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-        # Average rank of each distinct value: cumulative counts give each group's first and last ranks.
-        ends = np.cumsum(counts)
-        return ((ends - counts + 1 + ends) / 2.0)[inverse]
-
-    ra, rb = ranks(a), ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
+from vidcam.metrics import rank_correlation as spearman
 
 
 def test_spearman_helper():
@@ -42,6 +28,9 @@ def test_spearman_helper():
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([0, 0, 1, 2], [5, 5, 6, 9]) == pytest.approx(1.0)
     assert spearman([0, 0, 0], [1, 2, 3]) == 0.0
+    assert spearman([3, 1, 2], [30, 10, 20]) == pytest.approx(1.0)
+    with pytest.raises(UsageError):
+        spearman([1, 2], [1, 2, 3])
 
 
 @pytest.fixture(scope="module")

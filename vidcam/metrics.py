@@ -42,6 +42,7 @@ __all__ = [
     "evaluate",
     "evaluate_batch",
     "importance_order",
+    "rank_correlation",
     "summarize",
     "upsample",
 ]
@@ -283,6 +284,26 @@ def evaluate(engine: CamEngine, frames: np.ndarray, class_index=None, **options)
     """
     result = engine.run(frames, class_index)
     return result, evaluate_batch(engine, frames, result.cams, result.class_ids, **options)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps of one shape (ties get their average rank), for sanity checks.
+
+    Returns 0.0 when either map is constant (e.g. all zero): it ranks nothing, so it agrees with nothing.
+    """
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise UsageError(f"maps of different sizes: {a.size} and {b.size} cells")
+
+    def ranks(x: np.ndarray) -> np.ndarray:
+        _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts)  # a group of equal values holds ranks ends - counts + 1 .. ends
+        return ((ends - counts + 1 + ends) / 2.0)[inverse]
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _mean(values: list[float]) -> float | None:
