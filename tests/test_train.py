@@ -255,6 +255,13 @@ def test_train_cli_val_split_sigmoid_head_and_fine_tuning(tmp_path):
     trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
     assert trainable and all(name in [la.name for la in base.layers[-8:]] for name in trainable)
     assert "bn" not in "".join(trainable)  # BatchNormalization stays frozen
+    # One sigmoid unit reads as two classes: [1 - p, p] from the engine, the same p the model outputs.
+    from vidcam.engine import CamEngine, _preprocess
+
+    frames = np.stack([picture("cat", rng, 32), picture("dog", rng, 32)])
+    p = clf.model(_preprocess(frames, "lite"), training=False).numpy()[:, 0]
+    res = CamEngine(clf).run(frames)
+    np.testing.assert_allclose(res.probabilities, np.stack([1 - p, p], axis=1), atol=1e-5)
     # The same split is what `evaluate --val-split` looks at.
     r = invoke("evaluate", out, tmp_path / "flat", "-o", tmp_path / "report", "--val-split", 0.25)
     assert r.exit_code == 0, r.output
