@@ -262,6 +262,18 @@ def test_an_engine_the_workers_cannot_build_stops_the_run(ray_local, data, tmp_p
     assert not list(tmp_path.iterdir())
 
 
+def test_cluster_addresses_are_checked_before_ray_connects():
+    from vidcam.cluster import ClusterError, _check_reachable
+
+    with pytest.raises(ClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1: .*ray start --head"):
+        _check_reachable("127.0.0.1:1")  # Ray itself would retry for minutes
+    with pytest.raises(ClusterError, match="ray://127.0.0.1:1"):
+        _check_reachable("ray://127.0.0.1:1")
+    with pytest.raises(UsageError, match="not auto, HOST:PORT or ray://HOST:PORT"):
+        _check_reachable("nonsense")
+    _check_reachable("auto")  # left to Ray
+
+
 def test_missing_ray_is_a_clear_error(monkeypatch):
     from vidcam.cluster import ClusterError, require_ray
 

@@ -593,7 +593,8 @@ def video_cmd(
             _err("--labels-out names one file; with many inputs use --labels csv|jsonl (one file per video)")
             raise typer.Exit(EXIT_USAGE)
         _interrupt_on_sigterm()
-        load_tensorflow()
+        if engine == "local":  # with Ray, the workers load TensorFlow, not this process
+            load_tensorflow()
         _videos_many(
             files, output, many, engine=engine, address=address, retries=retries, labels_format=labels_format,
             labels_out=labels_out, quiet=quiet, json_out=json_out, model=model, layer=layer, method=method,

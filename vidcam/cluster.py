@@ -110,9 +110,12 @@ class EngineSpec:
         name = str(model)
         if name not in ZOO:
             if not Path(name).is_file():
+                from vidcam.errors import ModelError
                 from vidcam.zoo import load_classifier
 
-                load_classifier(name)  # raises the local job's own message (unknown name, missing file)
+                if Path(name).suffix == ".keras":  # the local job's message, without importing TensorFlow here
+                    raise ModelError(f"model file not found: {name}")
+                load_classifier(name)  # raises the local job's own message (unknown name, not a .keras file)
             name = str(Path(name).absolute())
         return cls(name, layer, method, str(Path(weights).absolute()) if weights else None, unsafe)
 
@@ -189,6 +192,24 @@ def _stderr_muted() -> Iterator[None]:
         os.close(saved)
 
 
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast when a ``HOST:PORT`` or ``ray://HOST:PORT`` address does not answer: Ray itself keeps retrying
+    an unreachable head for minutes before it gives up. ``auto`` is left to Ray (it fails at once)."""
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        if address != "auto":
+            raise UsageError(f"Ray cluster address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+        return
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {reason} (is `ray start --head` running "
+                           "there, and is the address right?)") from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[Any]:
     """Yield ``ray`` connected to a cluster: the one already connected, ``address``, or a new local instance.
@@ -213,6 +234,8 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         kwargs["address"] = address
     else:
         kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
+    if address:
+        _check_reachable(address)
     try:
         with _stderr_muted():
             ray.init(**kwargs)
