@@ -376,11 +376,21 @@ class _VideoWorker:
         return self.error, _worker_name()
 
     def process(self, input: str, output: str, options: dict):
+        import ray
+
         from vidcam.video import process_video
 
         if self.error:
             raise VidcamError(self.error)
-        return process_video(input, output, model=self.engine, **options), _worker_name()
+        canceled = getattr(ray.get_runtime_context(), "is_canceled", lambda: False)
+
+        def progress(done: int, total: int | None) -> None:
+            # ray.cancel() only raises a flag in a running actor task: checked once per batch, it unwinds the
+            # run like Ctrl-C does locally (temporary output deleted, ffmpeg children killed).
+            if canceled():
+                raise KeyboardInterrupt
+
+        return process_video(input, output, model=self.engine, progress=progress, **options), _worker_name()
 
 
 def process_videos(
@@ -588,9 +598,12 @@ def _videos_ray(ray, pairs, spec, retries, workers, cpus_per_worker, on_result, 
                     idle.append(actor)
                     failed(i, _error_text(e), actor)
     finally:
-        for ref in inflight:  # interrupted: stop what still runs (its output stays under a temporary name)
+        if inflight:  # interrupted: stop what still runs, give it a moment to delete its temporary output
+            for ref in inflight:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
             with contextlib.suppress(Exception):
-                ray.cancel(ref)
+                ray.wait(list(inflight), num_returns=len(inflight), timeout=20)
         for a in idle + [a for _, a in inflight.values()]:
             with contextlib.suppress(Exception):
                 ray.kill(a)
