@@ -13,7 +13,7 @@ from vidcam.engine import CamEngine, CamResult
 from vidcam.errors import InputError, OutputError, VidcamError
 from vidcam.images import fit_to_model, read_image
 from vidcam.metrics import CamMetrics, evaluate_batch
-from vidcam.outputs import BatchOutputs, check_output, write_image
+from vidcam.outputs import BatchOutputs, check_output, out_of_space, write_image
 from vidcam.render import format_label, render
 from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
@@ -181,6 +181,8 @@ def explain_images(
                     write_image(dest, render(images[i], res.cams[i], label, window=windows[i], **opts))
                     r.output = str(dest)
                 except VidcamError as e:
+                    if out_of_space(e):  # every later image would fail the same way
+                        raise
                     r.error = str(e)
             emit(r)
     return results

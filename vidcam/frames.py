@@ -37,7 +37,7 @@ from vidcam.ffmpeg_cmd import encode_args, ffmpeg_exe
 from vidcam.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media import FFmpegProcess
 from vidcam.metrics import CamMetrics, evaluate_batch, summarize
-from vidcam.outputs import atomic_output, check_output, write_image
+from vidcam.outputs import atomic_output, check_output, out_of_space, write_image
 from vidcam.render import COLORMAPS, LAYOUTS, format_label
 from vidcam.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, Renderer, _write_all
 from vidcam.zoo import DEFAULT_MODEL, Classifier
@@ -389,6 +389,8 @@ def label_frames(
                     try:
                         write_image(results[p.name], renderer(img, res.cams[i], label, window))
                     except VidcamError as e:
+                        if out_of_space(e):  # every later frame would fail too; the journal keeps those done
+                            raise OutputError(f"{e} (the frames done so far are kept: run again to resume)") from None
                         skip(p, str(e))
                         continue
                     entry = {

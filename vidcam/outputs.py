@@ -13,7 +13,10 @@ import numpy as np
 
 from vidcam.errors import OutputError
 
-__all__ = ["atomic_output", "check_output", "write_image", "same_file", "BatchOutputs"]
+__all__ = ["atomic_output", "check_output", "write_image", "same_file", "BatchOutputs", "out_of_space"]
+
+# Write failures that every later file of a batch would hit too: a batch stops on them instead of skipping on.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -72,7 +75,16 @@ class BatchOutputs:
 def _describe(e: OSError) -> str:
     if e.errno == errno.ENOSPC:
         return "no space left on device"
+    if e.errno == errno.EDQUOT:
+        return "disk quota exceeded"
+    if e.errno == errno.EFBIG:
+        return "file too large (a file size limit, ulimit -f?)"
     return e.strerror or str(e)
+
+
+def out_of_space(e: BaseException) -> bool:
+    """True for an error from :func:`atomic_output` caused by a full disk, a quota or a file size limit."""
+    return getattr(e, "errno", None) in _NO_ROOM
 
 
 @contextlib.contextmanager
@@ -88,7 +100,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {_describe(e)}") from None
+        err = OutputError(f"cannot write {path}: {_describe(e)}")
+        err.errno = e.errno  # lets a batch tell a full disk (stop) from one bad file (skip it)
+        raise err from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
