@@ -88,7 +88,7 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
     from vidcam.ffmpeg_cmd import decode_args, encode_args
     from vidcam.media import probe
     from vidcam.render import format_label
-    from vidcam.video import Renderer, _shrink
+    from vidcam.video import Renderer, _shrink, write_frame
 
     info = probe(clip)
     w, h = info.width, info.height
@@ -133,7 +133,7 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
         t0 = time.perf_counter()
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
         for f in rendered:
-            proc.stdin.write(memoryview(np.ascontiguousarray(f)).cast("B"))
+            write_frame(proc.stdin, f)
         proc.stdin.close()
         proc.wait()
         out["encode"] = rate(n, time.perf_counter() - t0)

@@ -123,16 +123,17 @@ def encode_args(
     sar: Fraction | None = None,
     threads: int | None = None,
 ) -> list[str]:
-    """Raw RGB24 frames on stdin -> H.264 (yuv420p, ``+faststart``) at exactly ``rate`` frames per second.
+    """Raw I420 (yuv420p) frames on stdin -> H.264 (yuv420p, ``+faststart``) at exactly ``rate`` frames/s.
 
-    Odd sizes are padded to even ones (yuv420p needs them) by one black row/column at the bottom/right.
+    The frames come from :func:`vidcam.video.write_frame`, which converts RGB and pads odd sizes to even ones
+    (yuv420p needs them) by one black row/column at the bottom/right; ``width``/``height`` are the unpadded size.
     With ``audio_from``, every audio stream of that file is mapped (``-map 1:a?``: none is fine), trimmed to
     ``audio_start``/``audio_duration`` like the video, and copied (``audio_codec="copy"``) or re-encoded.
     """
-    video = ffmpeg.input("pipe:0", f="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=_fraction(rate))
-    filters = []
-    if width % 2 or height % 2:
-        filters.append("pad=ceil(iw/2)*2:ceil(ih/2)*2")
+    size = f"{width + width % 2}x{height + height % 2}"
+    video = ffmpeg.input("pipe:0", f="rawvideo", pix_fmt="yuv420p", s=size, framerate=_fraction(rate))
+    # Tag what write_frame sends (BT.601, limited range), so players do not guess BT.709 for HD sizes.
+    filters = ["setparams=range=tv:colorspace=smpte170m"]
     if sar is not None and sar != 1:
         filters.append(f"setsar={sar.numerator}/{sar.denominator}")
     streams = [video.video]

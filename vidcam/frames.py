@@ -39,7 +39,7 @@ from vidcam.media import FFmpegProcess
 from vidcam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.outputs import atomic_output, check_output, out_of_space, write_image
 from vidcam.render import COLORMAPS, LAYOUTS, format_label
-from vidcam.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, Renderer, _write_all
+from vidcam.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, Renderer, write_frame
 from vidcam.zoo import DEFAULT_MODEL, Classifier
 
 __all__ = ["label_frames", "FramesSummary", "natural_key", "list_frames", "parse_rate", "JOURNAL_NAME"]
@@ -490,7 +490,7 @@ def _assemble(exe: str, pictures: list[Path], output: Path, *, rate: Fraction, c
                 if img.shape[:2] != (h, w):  # frames of another size are resized to the first one's
                     img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
                 try:
-                    _write_all(enc.proc.stdin, memoryview(np.ascontiguousarray(img)).cast("B"))
+                    write_frame(enc.proc.stdin, img)
                 except (BrokenPipeError, ConnectionResetError):
                     enc.check()
                     raise FFmpegError(f"ffmpeg (encoding {output}) stopped reading frames") from None
