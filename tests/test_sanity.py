@@ -162,7 +162,7 @@ def test_same_maps_whatever_the_batch_size_lite0(lite0_engine, photos, lite0):
 
 # -- Adebayo et al.: model randomisation and class sensitivity on the real default model --------------------
 
-TOP = ["predictions", "top_bn", "top_conv"]  # cascading from the output down
+TOP = ["predictions", "top_conv"]  # cascading from the output down
 
 
 @pytest.fixture(scope="module")
@@ -183,11 +183,6 @@ def _randomise(clf, trained, layers: list[str], seed: int) -> None:
             var.assign(value)
     for name in layers:
         layer = clf.model.get_layer(name)
-        if name == "top_bn":
-            for var, fill in ((layer.gamma, 1.0), (layer.beta, 0.0), (layer.moving_mean, 0.0),
-                              (layer.moving_variance, 1.0)):
-                var.assign(np.full(var.shape, fill, np.float32))
-            continue
         shape = tuple(layer.kernel.shape)
         fan_in = int(np.prod(shape[:-1]))
         fan_out = shape[-1] * int(np.prod(shape[:-2]))
@@ -204,7 +199,7 @@ def randomised_correlations(fresh_lite0, lite0_engine, photos):
     engines = {m: CamEngine(clf, method=m) for m in ("gradcam", "gradcam++")}
     trained_maps = {m: CamEngine(lite0_engine.classifier, method=m).run(photos) for m in engines}
     out = {}
-    for depth in (1, 3):
+    for depth in (1, 2):
         for seed in range(4):
             _randomise(clf, trained, TOP[:depth], seed)
             for m, engine in engines.items():
@@ -215,7 +210,7 @@ def randomised_correlations(fresh_lite0, lite0_engine, photos):
     return out
 
 
-@pytest.mark.parametrize("depth", [1, 3], ids=["dense", "dense+top_bn+top_conv"])
+@pytest.mark.parametrize("depth", [1, 2], ids=["dense", "dense+top_conv"])
 def test_randomising_the_top_changes_gradcam(randomised_correlations, depth):
     rho = randomised_correlations[("gradcam", depth)]
     assert len(rho) == 8

@@ -40,14 +40,15 @@ def test_lite0_builder_shapes(lite0):
     assert lite0.input_size == (224, 224)
     assert lite0.model.output_shape == (None, 1000)
     assert lite0.model.get_layer("top_activation").output.shape[1:] == (7, 7, 1280)
-    assert lite0.model.count_params() == ZOO["efficientnet_lite0"].parameters
+    from vidcam.efficientnet_lite import build_efficientnet_lite
+
+    assert build_efficientnet_lite("efficientnet_lite0").count_params() == ZOO["efficientnet_lite0"].parameters
 
 
 @pytest.mark.parametrize("name,size", [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
 def test_lite1_lite2_recognise_the_cat(name, size):
     clf = load_classifier(name)
     assert clf.input_size == (size, size)
-    assert clf.model.count_params() == ZOO[name].parameters
     x, _ = fit_to_model(read_image(CHELSEA), clf.input_size, "crop")
     probs = CamEngine(clf).run(x[None]).probabilities[0]
     top3 = {clf.class_names[i] for i in np.argsort(-probs)[:3]}
@@ -169,3 +170,15 @@ def test_non_classifier_is_refused(tmp_path):
     keras.Model(inp, out).save(path)
     with pytest.raises(ModelError, match="not a classifier"):
         load_classifier(path)
+
+
+def test_folded_batchnorm_gives_the_same_logits(lite0):
+    """The zoo classifier folds BatchNorm into its convolutions; the plain build with BN layers agrees."""
+    from vidcam.efficientnet_lite import build_efficientnet_lite, load_pretrained
+
+    assert "stem_bn" not in {layer.name for layer in lite0.model.layers}
+    plain = build_efficientnet_lite("efficientnet_lite0")
+    load_pretrained(plain, "efficientnet_lite0")
+    x, _ = fit_to_model(read_image(CHELSEA), (224, 224), "crop")
+    x = ((x.astype(np.float32) - 127) / 128)[None]
+    np.testing.assert_allclose(lite0.model(x).numpy(), plain(x).numpy(), atol=2e-4)

@@ -73,6 +73,7 @@ def build_efficientnet_lite(
     include_top: bool = True,
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int = 1000,
+    fold_batchnorm: bool = False,
 ):
     """Build an (untrained) EfficientNet-Lite Keras model.
 
@@ -84,6 +85,9 @@ def build_efficientnet_lite(
         include_top: add global pooling and the 1000-way classifier.
         input_shape: defaults to the variant's published square size.
         num_classes: classifier width when ``include_top``.
+        fold_batchnorm: inference-only model: every BatchNormalization is folded into the convolution before it
+            (a bias per channel), which runs about 1.7x faster on a CPU (``scripts/bench.py``) with the same
+            outputs to float precision. Not for training: there are no batch statistics left to adapt.
     """
     import keras
     from keras import layers
@@ -94,25 +98,24 @@ def build_efficientnet_lite(
     inputs = keras.Input(shape=input_shape, name="input")
     relu6 = lambda n: layers.ReLU(6.0, name=n)  # noqa: E731
 
-    x = layers.Conv2D(_STEM, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(epsilon=_BN_EPS, name="stem_bn")(x)
+    def conv_bn(x, layer_cls, arg, bn_name: str, **kw):
+        x = layer_cls(arg, padding="same", use_bias=fold_batchnorm, **kw)(x)
+        return x if fold_batchnorm else layers.BatchNormalization(epsilon=_BN_EPS, name=bn_name)(x)
+
+    x = conv_bn(inputs, layers.Conv2D, _STEM, "stem_bn", kernel_size=3, strides=2, name="stem_conv")
     x = relu6("stem_activation")(x)
     for b, (expand, kernel, stride, cin, cout) in enumerate(_block_plan(v.width, v.depth)):
         p = f"block{b}_"
         shortcut = x
         if expand != 1:
-            x = layers.Conv2D(cin * expand, 1, padding="same", use_bias=False, name=p + "expand_conv")(x)
-            x = layers.BatchNormalization(epsilon=_BN_EPS, name=p + "expand_bn")(x)
+            x = conv_bn(x, layers.Conv2D, cin * expand, p + "expand_bn", kernel_size=1, name=p + "expand_conv")
             x = relu6(p + "expand_activation")(x)
-        x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=p + "dwconv")(x)
-        x = layers.BatchNormalization(epsilon=_BN_EPS, name=p + "dw_bn")(x)
+        x = conv_bn(x, layers.DepthwiseConv2D, kernel, p + "dw_bn", strides=stride, name=p + "dwconv")
         x = relu6(p + "dw_activation")(x)
-        x = layers.Conv2D(cout, 1, padding="same", use_bias=False, name=p + "project_conv")(x)
-        x = layers.BatchNormalization(epsilon=_BN_EPS, name=p + "project_bn")(x)
+        x = conv_bn(x, layers.Conv2D, cout, p + "project_bn", kernel_size=1, name=p + "project_conv")
         if stride == 1 and cin == cout:
             x = layers.Add(name=p + "add")([x, shortcut])
-    x = layers.Conv2D(_HEAD, 1, padding="same", use_bias=False, name="top_conv")(x)
-    x = layers.BatchNormalization(epsilon=_BN_EPS, name="top_bn")(x)
+    x = conv_bn(x, layers.Conv2D, _HEAD, "top_bn", kernel_size=1, name="top_conv")
     x = relu6("top_activation")(x)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -132,33 +135,43 @@ def _bn(sd: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
     return [sd[prefix + s] for s in ("weight", "bias", "running_mean", "running_var")]
 
 
+def _fold(kernel: np.ndarray, bn: list[np.ndarray], depthwise: bool) -> list[np.ndarray]:
+    """Conv kernel + BatchNorm (gamma, beta, mean, var) -> kernel and bias of one convolution with a bias."""
+    gamma, beta, mean, var = (v.astype(np.float64) for v in bn)
+    scale = gamma / np.sqrt(var + _BN_EPS)
+    shape = (1, 1, -1, 1) if depthwise else (1, 1, 1, -1)  # the output channel axis
+    folded = (kernel.astype(np.float64) * scale.reshape(shape)).astype(np.float32)
+    return [folded, (beta - mean * scale).astype(np.float32)]
+
+
 def convert_state_dict(model, sd: dict[str, np.ndarray]) -> None:
-    """Copy a lukemelas-named EfficientNet-Lite ``state_dict`` into a model from :func:`build_efficientnet_lite`.
+    """Copy a lukemelas-named EfficientNet-Lite ``state_dict`` into a model from :func:`build_efficientnet_lite`,
+    folding each BatchNorm into its convolution when the model was built with ``fold_batchnorm``.
 
     Raises:
         WeightsError: a tensor is missing or its shape does not match the architecture.
     """
-    pairs: list[tuple[str, list[np.ndarray]]] = [
-        ("stem_conv", [_conv(sd["_conv_stem.weight"])]),
-        ("stem_bn", _bn(sd, "_bn0.")),
-    ]
+    # (conv layer, its Keras kernel, BatchNorm layer, the BatchNorm's torch prefix, depthwise?)
+    convs = [("stem_conv", _conv(sd["_conv_stem.weight"]), "stem_bn", "_bn0.", False)]
     b = 0
     while f"_blocks.{b}._depthwise_conv.weight" in sd:
         t, p = f"_blocks.{b}.", f"block{b}_"
         if t + "_expand_conv.weight" in sd:
-            pairs += [
-                (p + "expand_conv", [_conv(sd[t + "_expand_conv.weight"])]),
-                (p + "expand_bn", _bn(sd, t + "_bn0.")),
-            ]
-        pairs += [
-            (p + "dwconv", [_dwconv(sd[t + "_depthwise_conv.weight"])]),
-            (p + "dw_bn", _bn(sd, t + "_bn1.")),
-            (p + "project_conv", [_conv(sd[t + "_project_conv.weight"])]),
-            (p + "project_bn", _bn(sd, t + "_bn2.")),
+            convs.append((p + "expand_conv", _conv(sd[t + "_expand_conv.weight"]), p + "expand_bn", t + "_bn0.", False))
+        convs += [
+            (p + "dwconv", _dwconv(sd[t + "_depthwise_conv.weight"]), p + "dw_bn", t + "_bn1.", True),
+            (p + "project_conv", _conv(sd[t + "_project_conv.weight"]), p + "project_bn", t + "_bn2.", False),
         ]
         b += 1
-    pairs += [("top_conv", [_conv(sd["_conv_head.weight"])]), ("top_bn", _bn(sd, "_bn1."))]
+    convs.append(("top_conv", _conv(sd["_conv_head.weight"]), "top_bn", "_bn1.", False))
     names = {layer.name for layer in model.layers}
+    folded = "stem_bn" not in names
+    pairs: list[tuple[str, list[np.ndarray]]] = []
+    for conv_name, kernel, bn_name, bn_prefix, depthwise in convs:
+        if folded:
+            pairs.append((conv_name, _fold(kernel, _bn(sd, bn_prefix), depthwise)))
+        else:
+            pairs += [(conv_name, [kernel]), (bn_name, _bn(sd, bn_prefix))]
     if "predictions" in names:
         pairs.append(("predictions", [np.ascontiguousarray(sd["_fc.weight"].T), sd["_fc.bias"]]))
     expected_blocks = sum(1 for n in names if n.endswith("_dwconv"))
@@ -221,7 +234,10 @@ def load_pretrained(model, name: str, weights: str | Path | None = None) -> None
         )
     if not src.is_file():
         raise WeightsError(f"weights file not found: {src}")
-    top = "top" if any(layer.name == "predictions" for layer in model.layers) else "notop"
+    layer_names = {layer.name for layer in model.layers}
+    top = "top" if "predictions" in layer_names else "notop"
+    if "stem_bn" not in layer_names:
+        top += "-folded"
     cached = cache_dir() / f"{name}-{_file_hash(src)}-{top}.weights.h5"
     if cached.is_file():
         try:
