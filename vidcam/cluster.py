@@ -444,15 +444,13 @@ def process_videos(
         OutputError: the output folder cannot be created.
     """
     from vidcam.explain import expand_paths
+    from vidcam.outputs import ensure_dir
 
     out_dir = Path(output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output folder {out_dir} is a file; give a folder for many videos")
     pairs = video_outputs(expand_paths(inputs), out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    ensure_dir(out_dir)
     return process_video_pairs(
         pairs, engine=engine, address=address, model=model, layer=layer, method=method, weights=weights,
         unsafe=unsafe, labels_format=labels_format, retries=retries, workers=workers,
@@ -835,7 +833,7 @@ def label_frames_ray(
 
     from vidcam import frames as local
     from vidcam.explain import get_engine
-    from vidcam.outputs import check_output
+    from vidcam.outputs import check_output, ensure_dir
     from vidcam.render import COLORMAPS, LAYOUTS
     from vidcam.video import PRESETS, VIDEO_SUFFIXES
 
@@ -876,10 +874,7 @@ def label_frames_ray(
         if Path(labels_out).suffix.lower() not in LABEL_KINDS:
             raise UsageError(f"labels file {labels_out} must end in .csv, .jsonl or .parquet")
         check_output(labels_out, overwrite=True)  # rebuilt by every run, like labels.csv
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    ensure_dir(out)
     if to_video is not None:
         check_output(to_video, overwrite=overwrite)
         exe = local.ffmpeg_exe(ffmpeg)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from vidcam.engine import METHODS, CamEngine
-from vidcam.errors import OutputError, UsageError, VidcamError
+from vidcam.errors import UsageError, VidcamError
 from vidcam.explain import expand_paths
 from vidcam.images import fit_to_model, read_image
 from vidcam.metrics import DEFAULT_STEPS, CamMetrics, evaluate_batch
-from vidcam.outputs import BatchOutputs, check_output, write_image
+from vidcam.outputs import BatchOutputs, check_output, ensure_dir, write_image
 from vidcam.render import format_label, overlay
 from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
@@ -205,14 +205,7 @@ def compare_methods(
     clf = first.classifier
     fit = fit or clf.fit
     opts = {k: v for k, v in (render_options or {}).items() if k in ("alpha", "colormap")}
-    out_dir = Path(output_dir) if output_dir is not None else None
-    if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise OutputError(f"output folder {out_dir} is a file")
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    out_dir = ensure_dir(output_dir) if output_dir is not None else None
     results: list[CompareResult] = []
 
     def emit(r: CompareResult) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from vidcam.engine import CamEngine, CamResult
-from vidcam.errors import InputError, OutputError, VidcamError
+from vidcam.errors import InputError, VidcamError
 from vidcam.images import fit_to_model, read_image
 from vidcam.metrics import CamMetrics, evaluate_batch
-from vidcam.outputs import BatchOutputs, check_output, out_of_space, write_image
+from vidcam.outputs import BatchOutputs, check_output, ensure_dir, out_of_space, write_image
 from vidcam.render import format_label, render
 from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
@@ -135,14 +135,7 @@ def explain_images(
     clf = engine.classifier
     fit = fit or clf.fit
     opts = {"layout": "side-by-side", **(render_options or {})}
-    out_dir = Path(output_dir) if output_dir is not None else None
-    if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise OutputError(f"output folder {out_dir} is a file")
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    out_dir = ensure_dir(output_dir) if output_dir is not None else None
     results: list[ImageResult] = []
 
     def emit(r: ImageResult) -> None:

@@ -37,7 +37,7 @@ from vidcam.ffmpeg_cmd import encode_args, ffmpeg_exe
 from vidcam.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media import FFmpegProcess
 from vidcam.metrics import CamMetrics, evaluate_batch, summarize
-from vidcam.outputs import atomic_output, check_output, out_of_space, write_image
+from vidcam.outputs import atomic_output, check_output, ensure_dir, out_of_space, write_image
 from vidcam.render import COLORMAPS, LAYOUTS, format_label
 from vidcam.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, Renderer, write_frame
 from vidcam.zoo import DEFAULT_MODEL, Classifier
@@ -338,12 +338,7 @@ def label_frames(
     out = Path(output_dir) if output_dir is not None else src.resolve().parent / f"{src.resolve().name}_results"
     if out.resolve() == src.resolve():
         raise UsageError(f"the output folder is the frame folder {src}; give another one with -o")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output folder {out} is a file")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    ensure_dir(out)
     if to_video is not None:
         check_output(to_video, overwrite=overwrite)
         exe = ffmpeg_exe(ffmpeg)

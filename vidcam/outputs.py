@@ -13,10 +13,27 @@ import numpy as np
 
 from vidcam.errors import OutputError
 
-__all__ = ["atomic_output", "check_output", "write_image", "same_file", "BatchOutputs", "out_of_space"]
+__all__ = ["atomic_output", "check_output", "ensure_dir", "write_image", "same_file", "BatchOutputs", "out_of_space"]
 
 # Write failures that every later file of a batch would hit too: a batch stops on them instead of skipping on.
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def ensure_dir(path: str | Path, hint: str = "") -> Path:
+    """Create an output folder (and its parents) unless it exists; a file in the way is an :class:`OutputError`.
+
+    Args:
+        path: the folder.
+        hint: appended to the "is a file" message (e.g. what to give instead).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"output folder {path} is a file{hint}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {path}: {e.strerror or e}") from None
+    return path
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
