@@ -435,3 +435,10 @@ def test_charts_draw_single_epochs_and_nan():
     assert cm.ndim == 3 and cm.shape[0] > 100
     empty = image_grid([], title="nothing")
     assert empty.shape[1] == image_grid([(np.zeros((10, 20, 3), np.uint8), ["x", "y"])], title="t").shape[1]
+
+
+def test_evaluate_refuses_a_report_inside_the_data(trained, data_dir):
+    result, _ = trained
+    r = invoke("evaluate", result.path, data_dir, "-o", data_dir / "val" / "cat" / "report", "--overwrite")
+    assert "inside the data folder" in one_line_error(r, 2)
+    assert not (data_dir / "val" / "cat" / "report").exists()

@@ -587,6 +587,9 @@ def video_cmd(
     _check_engine(engine, address)
     if labels_format is not None:
         _check_choice(labels_format, ("csv", "jsonl"), "--labels")
+        if labels_out is not None:
+            _err("give either --labels-out FILE (one video) or --labels csv|jsonl (a file beside each output)")
+            raise typer.Exit(EXIT_USAGE)
     files, many = _video_inputs(inputs, output)
     if many or engine != "local" or labels_format is not None or retries:
         if labels_out is not None and many:

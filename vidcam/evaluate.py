@@ -327,6 +327,10 @@ def evaluate_classifier(
     if batch_size < 1:
         raise UsageError(f"--batch must be at least 1, got {batch_size}")
     report_dir = Path(report_dir)
+    data_root = Path(data_dir).resolve()
+    if report_dir.resolve() == data_root or data_root in report_dir.resolve().parents:
+        # Report pictures inside the data would be read as images of a class on the next run.
+        raise UsageError(f"the report folder {report_dir} is inside the data folder {data_dir}: choose one outside it")
     clf = model if isinstance(model, Classifier) else load_classifier(model, unsafe=unsafe)
     found = find_eval_images(data_dir, clf.class_names, val_split=val_split, seed=seed)
     skipped: list[Skipped] = []
