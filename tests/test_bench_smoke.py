@@ -1,0 +1,24 @@
+"""`scripts/bench.py --quick` runs end to end (a smoke run: CI never times it; speed lives in the script)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+@pytest.mark.timeout(900)
+def test_bench_quick_runs_and_reports(tmp_path):
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--json", str(out)],
+                       capture_output=True, text=True, timeout=850, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "pipeline limit" in p.stdout and "b/a =" in p.stdout and "peak RSS" in p.stdout
+    r = json.loads(out.read_text())
+    assert set(r["stages"]) == {"decode", "engine", "render", "encode"}
+    assert all(v > 0 for v in r["stages"].values())
+    assert r["book_fps"] > 0 and r["vidcam_fps"] > 0 and r["rss_short"] > 0 and r["rss_long"] > 0
+    assert r["bound"] in r["stages"]
