@@ -5,6 +5,8 @@ The library is importable without the CLI (typer). Heavy dependencies (TensorFlo
 
 from __future__ import annotations
 
+from vidcam.cluster import BatchReport, label_frames_ray, process_videos
+from vidcam.compare import CompareResult, compare_methods
 from vidcam.engine import METHODS, CamEngine, CamResult
 from vidcam.errors import (
     EXIT_FAILURE,
@@ -25,6 +27,7 @@ from vidcam.explain import ImageResult, Prediction, explain_images
 from vidcam.frames import FramesSummary, label_frames
 from vidcam.images import fit_to_model, read_image
 from vidcam.media import VideoInfo, probe
+from vidcam.metrics import CamMetrics
 from vidcam.render import COLORMAPS, LAYOUTS, overlay, render
 from vidcam.train import TrainEvent, TrainResult, train_classifier
 from vidcam.video import VideoSummary, process_video
@@ -42,9 +45,12 @@ __all__ = [
     "LAYOUTS",
     "METHODS",
     "ZOO",
+    "BatchReport",
     "CamEngine",
+    "CamMetrics",
     "CamResult",
     "Classifier",
+    "CompareResult",
     "EvalResult",
     "FFmpegError",
     "FramesSummary",
@@ -61,14 +67,17 @@ __all__ = [
     "VideoInfo",
     "VideoSummary",
     "WeightsError",
+    "compare_methods",
     "evaluate_classifier",
     "explain_images",
     "fit_to_model",
     "label_frames",
+    "label_frames_ray",
     "load_classifier",
     "overlay",
     "probe",
     "process_video",
+    "process_videos",
     "read_image",
     "render",
     "train_classifier",
