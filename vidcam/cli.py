@@ -174,6 +174,38 @@ def models_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON L
         typer.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
 
 
+class _ImageReporter:
+    """Prints each result of an image batch as it comes (text or JSON Lines), counts the skipped ones, and
+    ends with the exit code: 1 when every image failed, 3 when some were skipped."""
+
+    def __init__(self, json_out: bool, describe: Callable, has_result: Callable) -> None:
+        self.json_out, self.describe, self.has_result = json_out, describe, has_result
+        self.failed = 0
+
+    def __call__(self, r) -> None:
+        if r.error:
+            self.failed += 1
+        if self.json_out:
+            typer.echo(json.dumps(r.as_dict()))
+        elif r.error and not self.has_result(r):
+            _err(f"skipped {r.path}: {r.error}")
+            return
+        else:
+            self.describe(r)
+            if r.output:
+                typer.echo(f"  -> {r.output}")
+        if r.error:
+            _err(f"{r.path}: {r.error}")
+
+    def finish(self, total: int) -> None:
+        if not self.failed:
+            return
+        if self.failed == total:
+            raise typer.Exit(EXIT_FAILURE)
+        _err(f"{self.failed} of {total} images skipped")
+        raise typer.Exit(EXIT_SKIPPED)
+
+
 @app.command("image")
 @handle_errors
 def image_cmd(
@@ -208,41 +240,22 @@ def image_cmd(
         _check_choice(fit, ("crop", "squash"), "--fit")
     load_tensorflow()
     engine = get_engine(model, layer=layer, method=method, weights=weights, unsafe=unsafe)
-    failed = 0
 
-    def show(r) -> None:
-        nonlocal failed
-        if r.error:
-            failed += 1
-        if json_out:
-            typer.echo(json.dumps(r.as_dict()))
-            if r.error:
-                _err(f"{r.path}: {r.error}")
-            return
-        if r.error and not r.predictions:
-            _err(f"skipped {r.path}: {r.error}")
-            return
+    def describe(r) -> None:
         typer.echo(r.path)
         width = max(len(p.label) for p in r.predictions)
         for i, p in enumerate(r.predictions, 1):
             typer.echo(f"  {i}. {p.label.ljust(width)}  {p.probability:.3f}")
         if r.metrics is not None:
             typer.echo(f"  metrics ({engine.classifier.class_names[r.metrics.class_id]}): {r.metrics.describe()}")
-        if r.output:
-            typer.echo(f"  -> {r.output}")
-        if r.error:
-            _err(f"{r.path}: {r.error}")
 
+    report = _ImageReporter(json_out, describe, lambda r: bool(r.predictions))
     results = explain_images(
         paths, None if no_output else output_dir, model=engine, top_k=top_k, class_index=class_index,
         render_options={"layout": layout, "alpha": alpha, "colormap": colormap}, fit=fit, batch_size=batch,
-        overwrite=overwrite, metrics=metrics, on_result=show,
+        overwrite=overwrite, metrics=metrics, on_result=report,
     )
-    if failed:
-        if failed == len(results):
-            raise typer.Exit(EXIT_FAILURE)
-        _err(f"{failed} of {len(results)} images skipped")
-        raise typer.Exit(EXIT_SKIPPED)
+    report.finish(len(results))
 
 
 @app.command("compare")
@@ -280,20 +293,8 @@ def compare_cmd(
     if fit is not None:
         _check_choice(fit, ("crop", "squash"), "--fit")
     load_tensorflow()
-    failed = 0
 
-    def show(r) -> None:
-        nonlocal failed
-        if r.error:
-            failed += 1
-        if json_out:
-            typer.echo(json.dumps(r.as_dict()))
-            if r.error:
-                _err(f"{r.path}: {r.error}")
-            return
-        if r.error and not r.metrics:
-            _err(f"skipped {r.path}: {r.error}")
-            return
+    def describe(r) -> None:
         typer.echo(f"{r.path}: {r.label} {r.probability:.3f} (class {r.class_id})")
         head = ["method", "avg drop", "increase", "deletion AUC", "insertion AUC"]
         rows = [[METHOD_TITLES.get(m, m), f"{x.average_drop:.1f}%", "yes" if x.increase else "no",
@@ -302,21 +303,14 @@ def compare_cmd(
         for k, row in enumerate([head, *rows]):
             cells = [c.ljust(w) if j in (0, 2) or k == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))]
             typer.echo("  " + "  ".join(cells).rstrip())
-        if r.output:
-            typer.echo(f"  -> {r.output}")
-        if r.error:
-            _err(f"{r.path}: {r.error}")
 
+    report = _ImageReporter(json_out, describe, lambda r: bool(r.metrics))
     results = compare_methods(
         paths, None if no_output else output_dir, model=model, methods=chosen, layer=layer, weights=weights,
         unsafe=unsafe, class_index=class_index, fit=fit, steps=steps, batch_size=batch,
-        render_options={"alpha": alpha, "colormap": colormap}, overwrite=overwrite, on_result=show,
+        render_options={"alpha": alpha, "colormap": colormap}, overwrite=overwrite, on_result=report,
     )
-    if failed:
-        if failed == len(results):
-            raise typer.Exit(EXIT_FAILURE)
-        _err(f"{failed} of {len(results)} images skipped")
-        raise typer.Exit(EXIT_SKIPPED)
+    report.finish(len(results))
 
 
 @app.command("train")
