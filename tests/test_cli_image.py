@@ -121,3 +121,14 @@ def test_python_dash_m_runs_quietly(tmp_path):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["predictions"][0]["label"] == "tiger cat"
     assert p.stderr.strip() == ""
+
+
+def test_version_and_help():
+    import vidcam
+
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"vidcam {vidcam.__version__}"
+    r = invoke("--help")
+    assert r.exit_code == 0
+    for command in ("video", "image", "frames", "train", "evaluate", "compare", "models"):
+        assert command in r.stdout

@@ -74,6 +74,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"vidcam {version('vidcam')}")
+        except PackageNotFoundError:  # running from a checkout that is not installed
+            from vidcam import __version__
+
+            typer.echo(f"vidcam {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """See what an image classifier looks at: Grad-CAM heatmaps for videos, images and frame folders."""
+
 MODEL_HELP = "Zoo name (see `vidcam models`) or path of a .keras classifier."
 
 
