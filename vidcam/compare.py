@@ -14,8 +14,7 @@ import numpy as np
 
 from vidcam.engine import METHODS, CamEngine
 from vidcam.errors import UsageError, VidcamError
-from vidcam.explain import expand_paths
-from vidcam.images import fit_to_model, read_image
+from vidcam.explain import expand_paths, load_batches
 from vidcam.metrics import DEFAULT_STEPS, CamMetrics, evaluate_batch
 from vidcam.outputs import BatchOutputs, check_output, ensure_dir, write_image
 from vidcam.render import format_label, overlay
@@ -213,45 +212,36 @@ def compare_methods(
         if on_result:
             on_result(r)
 
-    for start in range(0, len(files), batch_size):
-        images, fitted, windows, pending, dests = [], [], [], [], []
-        for p in files[start : start + batch_size]:
-            try:
-                dest = None
-                if out_dir is not None:  # refuse an existing output before spending time on the image
-                    claims.claim(out_dir / f"{p.stem}_compare.jpg", p)
-                    dest = check_output(out_dir / f"{p.stem}_compare.jpg", overwrite=overwrite, inputs=(p,))
-                img = read_image(p)
-            except VidcamError as e:
-                emit(CompareResult(str(p), error=str(e)))
-                continue
-            x, win = fit_to_model(img, clf.input_size, fit)
-            images.append(img)
-            fitted.append(x)
-            windows.append(win)
-            pending.append(p)
-            dests.append(dest)
-        if not pending:
-            continue
-        batch = np.stack(fitted)
+    def destination(p: Path) -> Path | None:
+        if out_dir is None:
+            return None
+        # Refuse an existing output before spending time on the image.
+        claims.claim(out_dir / f"{p.stem}_compare.jpg", p)
+        return check_output(out_dir / f"{p.stem}_compare.jpg", overwrite=overwrite, inputs=(p,))
+
+    def skip(p: Path, e: VidcamError) -> None:
+        emit(CompareResult(str(p), error=str(e)))
+
+    for b in load_batches(files, clf.input_size, fit, batch_size, skip, destination):
+        batch = b.fitted
         res = first.run(batch, class_index)
         cams = {methods[0]: res.cams}
         for m in methods[1:]:
             cams[m] = engines[m].run(batch, res.class_ids).cams  # the same class for every method
         measured = {m: evaluate_batch(first, batch, cams[m], res.class_ids, steps=steps) for m in methods}
-        for i, p in enumerate(pending):
+        for i, p in enumerate(b.paths):
             cid = int(res.class_ids[i])
             r = CompareResult(
                 str(p), class_id=cid, label=clf.class_names[cid], probability=float(res.probabilities[i, cid]),
                 metrics={m: measured[m][i] for m in methods}, cams={m: cams[m][i] for m in methods},
             )
-            if dests[i] is not None:
+            if b.extras[i] is not None:
                 try:
                     picture = compare_panel(
-                        images[i], r.cams, r.metrics, format_label(r.label, r.probability), window=windows[i],
+                        b.images[i], r.cams, r.metrics, format_label(r.label, r.probability), window=b.windows[i],
                         height=panel_height, **opts,
                     )
-                    r.output = str(write_image(dests[i], picture))
+                    r.output = str(write_image(b.extras[i], picture))
                 except VidcamError as e:
                     r.error = str(e)
             emit(r)

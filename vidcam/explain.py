@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import glob
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +66,52 @@ def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
         else:
             out.append(Path(s))
     return out
+
+
+@dataclass
+class LoadedBatch:
+    """Images of one batch that could be read: originals, their model-size versions stacked, and extras."""
+
+    paths: list[Path]
+    images: list[np.ndarray]
+    windows: list[tuple]
+    fitted: np.ndarray
+    extras: list
+
+
+def load_batches(
+    files: list[Path],
+    size: tuple[int, int],
+    fit: str,
+    batch_size: int,
+    on_error: Callable[[Path, VidcamError], None],
+    prepare: Callable[[Path], object] | None = None,
+) -> Iterator[LoadedBatch]:
+    """Read and fit ``files`` to the model, ``batch_size`` at a time, in order.
+
+    ``prepare(path)`` runs first for each file (e.g. to refuse an existing output before reading the image); its
+    result is kept in ``extras``. A file whose ``prepare`` or reading raises a :class:`VidcamError` goes to
+    ``on_error`` and is left out; a batch with nothing readable is not yielded.
+    """
+    for start in range(0, len(files), batch_size):
+        b = LoadedBatch([], [], [], np.zeros(0), [])
+        fitted = []
+        for p in files[start : start + batch_size]:
+            try:
+                extra = prepare(p) if prepare else None
+                img = read_image(p)
+            except VidcamError as e:
+                on_error(p, e)
+                continue
+            x, win = fit_to_model(img, size, fit)
+            b.paths.append(p)
+            b.images.append(img)
+            b.windows.append(win)
+            b.extras.append(extra)
+            fitted.append(x)
+        if fitted:
+            b.fitted = np.stack(fitted)
+            yield b
 
 
 def predictions_for(classifier: Classifier, result: CamResult, k: int) -> list[list[Prediction]]:
@@ -143,26 +189,14 @@ def explain_images(
         if on_result:
             on_result(r)
 
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        images, fitted, windows, pending = [], [], [], []
-        for p in chunk:
-            try:
-                img = read_image(p)
-            except VidcamError as e:
-                emit(ImageResult(str(p), error=str(e)))
-                continue
-            x, win = fit_to_model(img, clf.input_size, fit)
-            images.append(img)
-            fitted.append(x)
-            windows.append(win)
-            pending.append(p)
-        if not pending:
-            continue
-        res = engine.run(np.stack(fitted), class_index)
+    def skip(p: Path, e: VidcamError) -> None:
+        emit(ImageResult(str(p), error=str(e)))
+
+    for b in load_batches(files, clf.input_size, fit, batch_size, skip):
+        res = engine.run(b.fitted, class_index)
         preds = predictions_for(clf, res, top_k)
-        measured = evaluate_batch(engine, np.stack(fitted), res.cams, res.class_ids) if metrics else None
-        for i, p in enumerate(pending):
+        measured = evaluate_batch(engine, b.fitted, res.cams, res.class_ids) if metrics else None
+        for i, p in enumerate(b.paths):
             r = ImageResult(str(p), predictions=preds[i], cam=res.cams[i],
                             metrics=measured[i] if measured else None)
             if out_dir is not None:
@@ -171,7 +205,7 @@ def explain_images(
                     dest = check_output(out_dir / f"{p.stem}_output.jpg", overwrite=overwrite, inputs=(p,))
                     cid = int(res.class_ids[i])
                     label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
-                    write_image(dest, render(images[i], res.cams[i], label, window=windows[i], **opts))
+                    write_image(dest, render(b.images[i], res.cams[i], label, window=b.windows[i], **opts))
                     r.output = str(dest)
                 except VidcamError as e:
                     if out_of_space(e):  # every later image would fail the same way
