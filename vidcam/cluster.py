@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcam.errors import EXIT_FAILURE, EXIT_OK, EXIT_SKIPPED, OutputError, UsageError, VidcamError
+from vidcam.quiet import muted_stderr
 from vidcam.zoo import DEFAULT_MODEL, ZOO
 
 __all__ = [
@@ -168,30 +169,6 @@ def _quiet_ray_logging() -> None:
             handler.setLevel(logging.ERROR)
 
 
-@contextlib.contextmanager
-def _stderr_muted() -> Iterator[None]:
-    """Keep Ray's start-up chatter (C++ log lines, token and port notices) off stderr, fd 2 included.
-
-    Ray's C++ core prints straight to file descriptor 2, so redirecting ``sys.stderr`` would not do.
-    ``VIDCAM_DEBUG=1`` keeps everything. Failures still arrive as exceptions, with their message.
-    """
-    if os.environ.get("VIDCAM_DEBUG"):
-        yield
-        return
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail fast when a ``HOST:PORT`` or ``ray://HOST:PORT`` address does not answer: Ray itself keeps retrying
     an unreachable head for minutes before it gives up. ``auto`` is left to Ray (it fails at once)."""
@@ -237,7 +214,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     if address:
         _check_reachable(address)
     try:
-        with _stderr_muted():
+        with muted_stderr():  # Ray's start-up chatter (C++ log lines, token and port notices)
             ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -834,19 +811,12 @@ def label_frames_ray(
     from vidcam import frames as local
     from vidcam.explain import get_engine
     from vidcam.outputs import check_output, ensure_dir
-    from vidcam.render import COLORMAPS, LAYOUTS
+    from vidcam.render import check_render_options
     from vidcam.video import PRESETS, VIDEO_SUFFIXES
 
     t0 = time.perf_counter()
     # The same checks, in the same order, as the local job: a bad option fails before Ray starts.
-    if layout not in LAYOUTS:
-        raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
-    if colormap not in COLORMAPS:
-        raise UsageError(f"unknown colormap {colormap!r}: use one of {', '.join(COLORMAPS)}")
-    if fit not in ("squash", "crop"):
-        raise UsageError(f"fit must be 'squash' or 'crop', got {fit!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"alpha must be within [0, 1], got {alpha}")
+    check_render_options(layout, colormap, fit, alpha)
     if batch_size < 1 or top_k < 1:
         raise UsageError("batch size and top-k must be at least 1")
     if retries < 0:

@@ -38,7 +38,7 @@ from vidcam.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media import FFmpegProcess
 from vidcam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.outputs import atomic_output, check_output, ensure_dir, out_of_space, write_image
-from vidcam.render import COLORMAPS, LAYOUTS, format_label
+from vidcam.render import check_render_options, format_label
 from vidcam.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, Renderer, write_frame
 from vidcam.zoo import DEFAULT_MODEL, Classifier
 
@@ -314,14 +314,7 @@ def label_frames(
         OutputError: the output folder cannot be written.
     """
     t0 = time.perf_counter()
-    if layout not in LAYOUTS:
-        raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
-    if colormap not in COLORMAPS:
-        raise UsageError(f"unknown colormap {colormap!r}: use one of {', '.join(COLORMAPS)}")
-    if fit not in ("squash", "crop"):
-        raise UsageError(f"fit must be 'squash' or 'crop', got {fit!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"alpha must be within [0, 1], got {alpha}")
+    check_render_options(layout, colormap, fit, alpha)
     if batch_size < 1 or top_k < 1:
         raise UsageError("batch size and top-k must be at least 1")
     rate = parse_rate(fps)

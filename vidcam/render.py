@@ -10,10 +10,31 @@ from functools import cache
 
 import numpy as np
 
-__all__ = ["COLORMAPS", "LAYOUTS", "colorize", "upsample_cam", "overlay", "draw_label", "render", "format_label"]
+__all__ = [
+    "COLORMAPS", "LAYOUTS", "check_render_options", "colorize", "upsample_cam", "overlay", "draw_label", "render",
+    "format_label",
+]
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma", "plasma", "hot")
 LAYOUTS = ("overlay", "side-by-side")
+
+
+def check_render_options(layout: str, colormap: str, fit: str, alpha: float) -> None:
+    """Validate the drawing options of a job before any work starts.
+
+    Raises:
+        UsageError: an unknown layout, colormap or fit, or alpha outside [0, 1].
+    """
+    from vidcam.errors import UsageError
+
+    if layout not in LAYOUTS:
+        raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    if colormap not in COLORMAPS:
+        raise UsageError(f"unknown colormap {colormap!r}: use one of {', '.join(COLORMAPS)}")
+    if fit not in ("squash", "crop"):
+        raise UsageError(f"fit must be 'squash' or 'crop', got {fit!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"alpha must be within [0, 1], got {alpha}")
 
 
 @cache

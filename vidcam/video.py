@@ -49,7 +49,7 @@ from vidcam.images import fit_to_model
 from vidcam.media import FFmpegProcess, VideoInfo, probe
 from vidcam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.outputs import atomic_output, check_output
-from vidcam.render import COLORMAPS, LAYOUTS, colorize, draw_label, format_label, render
+from vidcam.render import check_render_options, colorize, draw_label, format_label, render
 from vidcam.zoo import DEFAULT_MODEL, Classifier
 
 __all__ = [
@@ -290,14 +290,7 @@ def parse_time(value: str | float | None) -> float | None:
 
 
 def _check_options(layout, alpha, colormap, fit, smooth, crf, preset, batch_size, start, duration, top_k) -> None:
-    if layout not in LAYOUTS:
-        raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
-    if colormap not in COLORMAPS:
-        raise UsageError(f"unknown colormap {colormap!r}: use one of {', '.join(COLORMAPS)}")
-    if fit not in ("squash", "crop"):
-        raise UsageError(f"fit must be 'squash' or 'crop', got {fit!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"alpha must be within [0, 1], got {alpha}")
+    check_render_options(layout, colormap, fit, alpha)
     if not 0.0 <= smooth < 1.0:
         raise UsageError(f"smooth must be within [0, 1) (0: off, 0.6: calm, 0.9: very slow), got {smooth}")
     if not 0 <= crf <= 51:
