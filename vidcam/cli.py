@@ -149,20 +149,14 @@ def handle_errors(fn: Callable) -> Callable:
 
 def load_tensorflow() -> None:
     """Import TensorFlow with its C++ start-up logging (which ignores TF_CPP_MIN_LOG_LEVEL) kept off stderr."""
-    if "tensorflow" in sys.modules or os.environ.get("VIDCAM_DEBUG"):
+    if "tensorflow" in sys.modules:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+    from vidcam.quiet import muted_stderr
+
+    with muted_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # device discovery logs too
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _check_choice(value: str, choices, option: str) -> str:
