@@ -322,6 +322,10 @@ def test_cli_video_summary_quiet_json_and_errors(clips, tiny_keras, tmp_path):
     assert r.exit_code == 1 and "still image" in r.stderr
     r = runner.invoke(app, ["video", str(clips["silent"]), "--layout", "grid"])
     assert r.exit_code == 2 and "--layout" in r.stderr
+    r = runner.invoke(app, ["video", str(clips["silent"]), "-o", str(tmp_path / "folder") + "/", "-m",
+                            str(tiny_keras), "-q"])
+    assert r.exit_code == 0, r.output  # a trailing slash makes -o a folder, even for one input
+    assert (tmp_path / "folder" / f"{clips['silent'].stem}_heatmap.mp4").is_file()
     r = runner.invoke(app, ["video", str(clips["silent"]), "-o", str(tmp_path / "x.mp4"), "--labels", "csv",
                             "--labels-out", str(tmp_path / "x.jsonl")])
     assert r.exit_code == 2 and "either --labels-out" in r.stderr and not (tmp_path / "x.mp4").exists()

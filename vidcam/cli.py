@@ -450,14 +450,14 @@ def _check_engine(engine: str, address: str | None) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
-def _video_inputs(inputs: list[str], output: Path | None) -> tuple[list[Path], bool]:
+def _video_inputs(inputs: list[str], output: Path | None, as_folder: bool = False) -> tuple[list[Path], bool]:
     """The input videos (globs expanded) and whether this is a many-video run (-o is then a folder)."""
     from vidcam.explain import expand_paths
     from vidcam.video import VIDEO_SUFFIXES
 
     files = expand_paths(inputs)
     globbed = any(any(ch in s for ch in "*?[") and not Path(s).exists() for s in inputs)
-    many = len(files) > 1 or globbed or (output is not None and output.is_dir())
+    many = len(files) > 1 or globbed or as_folder or (output is not None and output.is_dir())
     if many and output is not None and not output.exists() and output.suffix.lower() in VIDEO_SUFFIXES:
         _err(f"with many inputs -o is a folder for their heatmap videos, not a video file ({output})")
         raise typer.Exit(EXIT_USAGE)
@@ -545,9 +545,9 @@ def _videos_many(files: list[Path], output: Path | None, many: bool, *, engine: 
 def video_cmd(
     inputs: list[str] = typer.Argument(
         ..., metavar="INPUT", help="Video files or globs (anything ffmpeg reads); many: -o is a folder."),
-    output: Path | None = typer.Option(
+    output_arg: str | None = typer.Option(
         None, "-o", "--output", help="Heatmap video (.mp4, .m4v, .mov, .mkv); default ./<stem>_heatmap.mp4. "
-        "With many inputs: the folder for their <stem>_heatmap.mp4 files (default: .)."),
+        "With many inputs, or a name ending in /: the folder for <stem>_heatmap.mp4 files (default: .)."),
     model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Weights file for a zoo model."),
     layer: str | None = typer.Option(None, "--layer", help="Grad-CAM layer (default: the model's last feature map)."),
@@ -598,7 +598,9 @@ def video_cmd(
         if labels_out is not None:
             _err("give either --labels-out FILE (one video) or --labels csv|jsonl (a file beside each output)")
             raise typer.Exit(EXIT_USAGE)
-    files, many = _video_inputs(inputs, output)
+    output = Path(output_arg) if output_arg is not None else None
+    # A trailing slash says "a folder" even for one input (Path() would drop it).
+    files, many = _video_inputs(inputs, output, as_folder=bool(output_arg) and output_arg.endswith(("/", os.sep)))
     if many or engine != "local" or labels_format is not None or retries:
         if labels_out is not None and many:
             _err("--labels-out names one file; with many inputs use --labels csv|jsonl (one file per video)")
