@@ -85,10 +85,10 @@ def bench_book(exe: str, clip: Path, work: Path, model, max_frames: int | None) 
 
 def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
     """Each stage alone, on the same clip, as the pipeline runs it."""
-    from vidcam.ffmpeg_cmd import decode_args, encode_args
-    from vidcam.media import probe
-    from vidcam.render import format_label
-    from vidcam.video import Renderer, _shrink, write_frame
+    from vidcam.media.ffmpeg_cmd import decode_args, encode_args
+    from vidcam.media.probe import probe
+    from vidcam.media.process import write_frame
+    from vidcam.media.render import Renderer, format_label, shrink_to_model
 
     info = probe(clip)
     w, h = info.width, info.height
@@ -103,7 +103,7 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
             break
         f = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
         frames.append(f)
-        small.append(_shrink(f, engine.input_size, "squash")[0])
+        small.append(shrink_to_model(f, engine.input_size, "squash")[0])
     proc.wait()
     n = len(frames)
     out = {"decode": rate(n, time.perf_counter() - t0)}
@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = ap.parse_args()
 
-    from vidcam.ffmpeg_cmd import ffmpeg_exe
+    from vidcam.media.ffmpeg_cmd import ffmpeg_exe
 
     exe = ffmpeg_exe()
     short, long_ = (2, 6) if args.quick else (10, 60)
@@ -179,9 +179,9 @@ def main() -> None:
         b_fps, frames, rss_short, b_cmd_fps = run_vidcam(clip, work / "vidcam.mp4")
         _, long_frames, rss_long, _ = run_vidcam(long_clip, work / "vidcam_long.mp4")
 
+        from vidcam.cam.engine import CamEngine
         from vidcam.cli import load_tensorflow  # TensorFlow's start-up chatter kept off the table
-        from vidcam.engine import CamEngine
-        from vidcam.zoo import load_classifier
+        from vidcam.models.zoo import load_classifier
 
         load_tensorflow()
         clf = load_classifier()

@@ -44,7 +44,7 @@ def tiny_model(path: Path) -> Path:
     import keras
     from keras import layers
 
-    from vidcam.zoo import save_classifier_metadata
+    from vidcam.models.zoo import save_classifier_metadata
 
     keras.utils.set_random_seed(7)
     inp = keras.Input((32, 32, 3))

@@ -25,10 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidcam.engine import METHODS, CamEngine  # noqa: E402
-from vidcam.images import fit_to_model, read_image  # noqa: E402
-from vidcam.metrics import evaluate_batch, rank_correlation  # noqa: E402
-from vidcam.zoo import load_classifier  # noqa: E402
+from vidcam.cam.engine import METHODS, CamEngine  # noqa: E402
+from vidcam.cam.metrics import evaluate_batch, rank_correlation  # noqa: E402
+from vidcam.media.images import fit_to_model, read_image  # noqa: E402
+from vidcam.models.zoo import load_classifier  # noqa: E402
 
 PHOTOS = [ROOT / "video" / "chelsea.png", ROOT / "video" / "dog.jpg"]
 TOP = ["predictions", "top_conv"]

@@ -81,7 +81,7 @@ def frame_at(path: Path, index: int) -> np.ndarray:
 
 def save_tiny_keras(model, path: Path, names: list[str]) -> Path:
     """Save a fixture model as a ``.keras`` file with vidcam metadata, for CLI runs in a subprocess."""
-    from vidcam.zoo import save_classifier_metadata
+    from vidcam.models.zoo import save_classifier_metadata
 
     model.save(path)
     save_classifier_metadata(path, {"class_names": names, "preprocess": "unit", "fit": "squash"})

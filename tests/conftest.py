@@ -26,14 +26,14 @@ def _vidcam_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lite0():
     """The real default classifier (EfficientNet-Lite0, offline ImageNet weights)."""
-    from vidcam.zoo import load_classifier
+    from vidcam.models.zoo import load_classifier
 
     return load_classifier("efficientnet_lite0")
 
 
 @pytest.fixture(scope="session")
 def lite0_engine(lite0):
-    from vidcam.engine import CamEngine
+    from vidcam.cam.engine import CamEngine
 
     return CamEngine(lite0)
 
@@ -83,7 +83,7 @@ def tiny_nested():
 
 
 def classifier_for(model, names=None, preprocess="unit"):
-    from vidcam.zoo import Classifier, _final_activation
+    from vidcam.models.zoo import Classifier, _final_activation
 
     n = int(model.outputs[0].shape[-1])
     return Classifier(

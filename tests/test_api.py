@@ -65,7 +65,7 @@ def test_all_is_locked():
 
 
 def test_library_does_not_import_typer():
-    code = ("import sys, vidcam, vidcam.explain, vidcam.engine; "
+    code = ("import sys, vidcam, vidcam.jobs.image, vidcam.cam.engine; "
             "assert 'typer' not in sys.modules and 'ray' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr

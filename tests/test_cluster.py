@@ -70,7 +70,7 @@ def ray_local():
 def data(tiny_flat, tmp_path_factory):
     """Three 1 s clips (160x120, 25 fps, different colours), a corrupt one, a frame folder with a corrupt frame,
     and the tiny model as a .keras file with vidcam metadata."""
-    from vidcam.zoo import save_classifier_metadata
+    from vidcam.models.zoo import save_classifier_metadata
 
     d = tmp_path_factory.mktemp("cluster")
     model = d / "tiny.keras"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import CHELSEA, DOG, classifier_for
 
-from vidcam.engine import CamEngine, feature_layers
+from vidcam.cam.engine import CamEngine, feature_layers
 from vidcam.errors import LayerError, UsageError
-from vidcam.images import fit_to_model, read_image
+from vidcam.media.images import fit_to_model, read_image
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,13 @@ from conftest import classifier_for
 from typer.testing import CliRunner
 
 from vidcam.errors import InputError, UsageError
-from vidcam.frames import JOURNAL_NAME, label_frames, list_frames, natural_key, parse_rate
-from vidcam.media import probe
+from vidcam.jobs.frames import JOURNAL_NAME, label_frames, list_frames, natural_key, parse_rate
+from vidcam.media.probe import probe
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_flat):
-    from vidcam.engine import CamEngine
+    from vidcam.cam.engine import CamEngine
 
     return CamEngine(classifier_for(tiny_flat, ["cat", "dog", "bird"]))
 
@@ -150,7 +150,7 @@ def test_cli_frames_reports_skipped_file_and_exits_3(tiny_keras, tmp_path):
 def test_frames_resume_after_kill_9(tiny_keras, tmp_path):
     src = extract(tmp_path, 400, size="96x64")
     out = tmp_path / "res"
-    code = (f"from vidcam.frames import label_frames\n"
+    code = (f"from vidcam.jobs.frames import label_frames\n"
             f"label_frames({str(src)!r}, {str(out)!r}, model={str(tiny_keras)!r}, batch_size=2)\n")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     p = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
@@ -168,8 +168,8 @@ def test_frames_resume_after_kill_9(tiny_keras, tmp_path):
     with open(journal, "a") as f:
         f.write('{"file": "frame7.jpg", "res')  # a torn last line, as a kill mid-write leaves
 
-    from vidcam.engine import CamEngine
-    from vidcam.zoo import load_classifier
+    from vidcam.cam.engine import CamEngine
+    from vidcam.models.zoo import load_classifier
 
     s = label_frames(src, out, model=CamEngine(load_classifier(tiny_keras)), batch_size=16)
     assert s.failed == [] and s.reused == done_before and s.processed + s.reused == 400

@@ -1,6 +1,7 @@
 """Property-based fuzzing of the readers: random bytes and mutations of real small files (a JPEG, a PNG, a GIF,
-a tiny H.264 mp4 made here with the real ffmpeg) go to :func:`vidcam.images.read_image`, :func:`vidcam.media.probe`
-and the whole video pipeline (:func:`vidcam.video.process_video` with a tiny real model). Each example either
+a tiny H.264 mp4 made here with the real ffmpeg) go to :func:`vidcam.media.images.read_image`,
+:func:`vidcam.media.probe.probe`
+and the whole video pipeline (:func:`vidcam.jobs.video.process_video` with a tiny real model). Each example either
 succeeds with a well-formed result or raises a :class:`~vidcam.errors.VidcamError`; any other exception, a
 crash or a hang (pytest-timeout, plus each hypothesis example's deadline) fails the test.
 
@@ -95,7 +96,7 @@ def mutated(draw, seeds: dict[str, bytes]):
 
 
 def _check_image(path: Path) -> None:
-    from vidcam.images import read_image
+    from vidcam.media.images import read_image
 
     try:
         img = read_image(path)
@@ -148,13 +149,13 @@ def mp4_seed(tmp_path_factory) -> bytes:
 def tiny_engine(tiny_flat):
     from conftest import classifier_for
 
-    from vidcam.engine import CamEngine
+    from vidcam.cam.engine import CamEngine
 
     return CamEngine(classifier_for(tiny_flat))
 
 
 def _check_probe(path: Path):
-    from vidcam.media import probe
+    from vidcam.media.probe import probe
 
     try:
         info = probe(path)
@@ -184,8 +185,8 @@ def test_video_probe_on_mutated_and_random_files(mp4_seed, data):
 def test_video_pipeline_on_mutated_files(mp4_seed, tiny_engine, data):
     """The whole pipeline (probe, decode, engine, encode): a summary whose frame count matches the written
     video, or a VidcamError; never a hang, another exception or a temporary file left behind."""
-    from vidcam.media import probe
-    from vidcam.video import process_video
+    from vidcam.jobs.video import process_video
+    from vidcam.media.probe import probe
 
     _, raw = data.draw(mutated({".mp4": mp4_seed}))
     with tempfile.TemporaryDirectory() as d:

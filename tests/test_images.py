@@ -10,7 +10,7 @@ import pytest
 from conftest import CHELSEA
 
 from vidcam.errors import InputError
-from vidcam.images import fit_to_model, read_image
+from vidcam.media.images import fit_to_model, read_image
 
 
 def _write(path, bgr_or_gray) -> None:

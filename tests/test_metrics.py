@@ -12,17 +12,9 @@ import pytest
 from conftest import CHELSEA, DOG, classifier_for
 from typer.testing import CliRunner
 
-from vidcam.engine import METHODS, CamEngine
+from vidcam.cam.engine import METHODS, CamEngine
+from vidcam.cam.metrics import CamMetrics, auc, baseline_image, evaluate, evaluate_batch, importance_order, summarize
 from vidcam.errors import UsageError
-from vidcam.metrics import (
-    CamMetrics,
-    auc,
-    baseline_image,
-    evaluate,
-    evaluate_batch,
-    importance_order,
-    summarize,
-)
 
 
 def sigmoid(z: float) -> float:
@@ -235,7 +227,7 @@ def pictures(tmp_path, rng):
 
 
 def test_explain_images_with_metrics(tiny_flat, pictures, tmp_path):
-    from vidcam.explain import explain_images
+    from vidcam.jobs.image import explain_images
 
     clf = classifier_for(tiny_flat)
     with_m = explain_images(pictures, None, model=clf, metrics=True)
@@ -248,7 +240,7 @@ def test_explain_images_with_metrics(tiny_flat, pictures, tmp_path):
 
 
 def test_compare_methods_writes_panels_and_skips_bad_files(tiny_flat, pictures, tmp_path):
-    from vidcam.compare import compare_methods
+    from vidcam.jobs.compare import compare_methods
 
     out = tmp_path / "out"
     seen = []
@@ -323,7 +315,7 @@ def clip(tmp_path_factory):
 
 
 def test_video_metrics_every_n_frames_in_labels_and_summary(flat_engine, clip, tmp_path):
-    from vidcam.video import process_video
+    from vidcam.jobs.video import process_video
 
     s = process_video(clip, tmp_path / "o.mp4", model=flat_engine, labels_out=tmp_path / "l.jsonl", metrics=True,
                       metrics_every=3)
@@ -350,7 +342,7 @@ def test_video_metrics_every_n_frames_in_labels_and_summary(flat_engine, clip, t
 
 
 def test_frames_metrics_per_frame_and_summary(flat_engine, tmp_path, rng):
-    from vidcam.frames import label_frames
+    from vidcam.jobs.frames import label_frames
 
     src = tmp_path / "frames"
     src.mkdir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidcam.render import COLORMAPS, colorize, draw_label, format_label, overlay, render, upsample_cam
+from vidcam.media.render import COLORMAPS, colorize, draw_label, format_label, overlay, render, upsample_cam
 
 
 @pytest.fixture

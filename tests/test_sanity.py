@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from conftest import CHELSEA, DOG, classifier_for
 
-from vidcam.engine import CamEngine
+from vidcam.cam.engine import CamEngine
+from vidcam.cam.metrics import evaluate_batch
+from vidcam.cam.metrics import rank_correlation as spearman
 from vidcam.errors import UsageError
-from vidcam.images import fit_to_model, read_image
-from vidcam.metrics import evaluate_batch
-from vidcam.metrics import rank_correlation as spearman
+from vidcam.media.images import fit_to_model, read_image
 
 
 def test_spearman_helper():
@@ -168,7 +168,7 @@ TOP = ["predictions", "top_conv"]  # cascading from the output down
 @pytest.fixture(scope="module")
 def fresh_lite0():
     """A second, independent lite0 (the session's ``lite0`` is never touched) and its trained top weights."""
-    from vidcam.zoo import load_classifier
+    from vidcam.models.zoo import load_classifier
 
     clf = load_classifier("efficientnet_lite0")
     trained = {name: [v.numpy() for v in clf.model.get_layer(name).weights] for name in TOP}

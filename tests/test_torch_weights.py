@@ -9,9 +9,9 @@ import struct
 import numpy as np
 import pytest
 
-from vidcam.efficientnet_lite import source_weights_path
 from vidcam.errors import WeightsError
-from vidcam.torch_weights import _LEGACY_MAGIC, read_legacy_state_dict
+from vidcam.models.efficientnet_lite import source_weights_path
+from vidcam.models.torch_weights import _LEGACY_MAGIC, read_legacy_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_storage_count_overflow_is_rejected(tmp_path):
     with open(source_weights_path("efficientnet_lite0"), "rb") as f:
         for _ in range(3):
             pickle.load(f)
-        from vidcam.torch_weights import _RestrictedUnpickler
+        from vidcam.models.torch_weights import _RestrictedUnpickler
 
         _RestrictedUnpickler(f, {}).load()
         pickle.load(f)

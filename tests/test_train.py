@@ -82,7 +82,7 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
     """Train once for the whole module: (TrainResult, events)."""
-    from vidcam.train import train_classifier
+    from vidcam.jobs.train import train_classifier
 
     events = []
     out = tmp_path_factory.mktemp("model") / "cats_dogs.keras"
@@ -138,9 +138,9 @@ def test_saved_file_carries_its_metadata_and_curves(trained):
 def test_reloaded_model_gives_the_same_probabilities_and_maps(trained, data_dir):
     import keras
 
-    from vidcam.engine import CamEngine
-    from vidcam.images import fit_to_model, read_image
-    from vidcam.zoo import load_classifier
+    from vidcam.cam.engine import CamEngine
+    from vidcam.media.images import fit_to_model, read_image
+    from vidcam.models.zoo import load_classifier
 
     result, _ = trained
     loaded = load_classifier(result.path)
@@ -159,7 +159,7 @@ def test_reloaded_model_gives_the_same_probabilities_and_maps(trained, data_dir)
 
 
 def test_heatmap_goes_through_the_nested_base(trained):
-    from vidcam.engine import CamEngine
+    from vidcam.cam.engine import CamEngine
 
     result, _ = trained
     engine = CamEngine(result.classifier)
@@ -174,7 +174,7 @@ def test_heatmap_goes_through_the_nested_base(trained):
 def test_training_and_inference_preprocess_the_same_way(trained, data_dir, tmp_path):
     """The validation loss Keras measured in training equals the cross-entropy of the probabilities inference
     computes (read_image -> squash -> in-graph preprocessing) on the same files: same pixels, same model."""
-    from vidcam.evaluate import evaluate_classifier
+    from vidcam.jobs.evaluate import evaluate_classifier
 
     result, _ = trained
     r = evaluate_classifier(result.path, data_dir, tmp_path / "report")
@@ -236,7 +236,7 @@ def test_video_cli_overlays_the_trained_model(trained, tmp_path):
 
 def test_train_cli_val_split_sigmoid_head_and_fine_tuning(tmp_path):
     """The CLI end to end on one folder of class folders: --val-split, the binary sigmoid head, a fine-tuning phase."""
-    from vidcam.zoo import load_classifier
+    from vidcam.models.zoo import load_classifier
 
     rng = np.random.default_rng(77)
     for cls in ("cat", "dog"):
@@ -256,10 +256,11 @@ def test_train_cli_val_split_sigmoid_head_and_fine_tuning(tmp_path):
     assert trainable and all(name in [la.name for la in base.layers[-8:]] for name in trainable)
     assert "bn" not in "".join(trainable)  # BatchNormalization stays frozen
     # One sigmoid unit reads as two classes: [1 - p, p] from the engine, the same p the model outputs.
-    from vidcam.engine import CamEngine, _preprocess
+    from vidcam.cam.engine import CamEngine
+    from vidcam.models.preprocess import preprocess_pixels
 
     frames = np.stack([picture("cat", rng, 32), picture("dog", rng, 32)])
-    p = clf.model(_preprocess(frames, "lite"), training=False).numpy()[:, 0]
+    p = clf.model(preprocess_pixels(frames, "lite"), training=False).numpy()[:, 0]
     res = CamEngine(clf).run(frames)
     np.testing.assert_allclose(res.probabilities, np.stack([1 - p, p], axis=1), atol=1e-5)
     # The same split is what `evaluate --val-split` looks at.
@@ -323,7 +324,7 @@ def test_evaluate_rejects_folders_that_are_not_model_classes(trained, tmp_path):
     write_class(tmp_path / "data" / "cat", "cat", 2, rng)
     write_class(tmp_path / "data" / "horse", "dog", 2, rng)
     with pytest.raises(InputError, match="horse .*not classes of the model"):
-        from vidcam.evaluate import evaluate_classifier
+        from vidcam.jobs.evaluate import evaluate_classifier
 
         evaluate_classifier(result.path, tmp_path / "data", tmp_path / "report")
     assert not (tmp_path / "report").exists()
@@ -383,7 +384,7 @@ def test_bad_train_arguments(tmp_path, args, code, message):
 
 
 def test_a_class_with_no_readable_image_fails_before_training(tmp_path):
-    from vidcam.train import train_classifier
+    from vidcam.jobs.train import train_classifier
 
     root = _folders(tmp_path / "data", {"train/cat": 2, "val/cat": 2, "val/dog": 2})
     (root / "train" / "dog").mkdir()
@@ -395,7 +396,7 @@ def test_a_class_with_no_readable_image_fails_before_training(tmp_path):
 
 
 def test_missing_data_folder_and_existing_output(tmp_path):
-    from vidcam.train import train_classifier
+    from vidcam.jobs.train import train_classifier
 
     with pytest.raises(InputError, match="does not exist"):
         train_classifier(tmp_path / "nope", tmp_path / "m.keras")
@@ -407,7 +408,7 @@ def test_missing_data_folder_and_existing_output(tmp_path):
 
 
 def test_split_is_reproducible_and_shared_with_evaluation(tmp_path):
-    from vidcam.dataset import find_eval_images, find_images
+    from vidcam.jobs.dataset import find_eval_images, find_images
 
     root = _folders(tmp_path / "data", {"cat": 10, "dog": 7})
     a = find_images(root, val_split=0.3, seed=5)
@@ -419,7 +420,7 @@ def test_split_is_reproducible_and_shared_with_evaluation(tmp_path):
 
 
 def test_multilabel_head_has_one_sigmoid_per_class():
-    from vidcam.train import _build
+    from vidcam.jobs.train import _build
 
     model, base = _build("efficientnet_lite0", 32, 3, "multilabel")
     assert model.outputs[0].shape[-1] == 3 and model.layers[-1].activation.__name__ == "sigmoid"
@@ -427,7 +428,7 @@ def test_multilabel_head_has_one_sigmoid_per_class():
 
 
 def test_charts_draw_single_epochs_and_nan():
-    from vidcam.charts import confusion_chart, curves_chart, image_grid
+    from vidcam.media.charts import confusion_chart, curves_chart, image_grid
 
     img = curves_chart({"loss": [0.5], "val_loss": [float("nan")], "accuracy": [0.5], "val_accuracy": [0.7]})
     assert img.shape == (420, 1280, 3) and img.dtype == np.uint8

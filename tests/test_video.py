@@ -21,8 +21,9 @@ from conftest import ROOT, classifier_for
 from typer.testing import CliRunner
 
 from vidcam.errors import FFmpegError, InputError, OutputError, UsageError
-from vidcam.media import FFmpegProcess, probe
-from vidcam.video import audio_codec_for, parse_time, process_video, smooth_maps
+from vidcam.jobs.video import audio_codec_for, parse_time, process_video, smooth_maps
+from vidcam.media.probe import probe
+from vidcam.media.process import FFmpegProcess
 
 # Each clip: how to make it, and what the output must keep.
 CLIPS = {
@@ -59,7 +60,7 @@ def clips(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(tiny_flat):
-    from vidcam.engine import CamEngine
+    from vidcam.cam.engine import CamEngine
 
     return CamEngine(classifier_for(tiny_flat, ["cat", "dog", "bird"]))
 
@@ -277,7 +278,7 @@ def test_parse_time_and_audio_policy():
 
 
 def test_ffmpeg_stderr_is_drained_and_failures_show_its_last_lines(clips):
-    from vidcam.ffmpeg_cmd import ffmpeg_exe
+    from vidcam.media.ffmpeg_cmd import ffmpeg_exe
 
     exe = ffmpeg_exe()
     # -loglevel debug writes far more than a pipe holds (64 KiB): without draining this would hang.

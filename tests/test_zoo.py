@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import CHELSEA
 
-from vidcam.engine import CamEngine
+from vidcam.cam.engine import CamEngine
 from vidcam.errors import ModelError, WeightsError
-from vidcam.images import fit_to_model, read_image
-from vidcam.zoo import ZOO, imagenet_class_names, load_classifier, zoo_table
+from vidcam.media.images import fit_to_model, read_image
+from vidcam.models.zoo import ZOO, imagenet_class_names, load_classifier, zoo_table
 
 # Verified with the reference pipeline (resize short side 256, centre crop 224): ../shared/ASSETS.md.
 CHELSEA_TOP3 = [("tiger cat", 0.386), ("Egyptian cat", 0.356), ("tabby", 0.169)]
@@ -40,7 +40,7 @@ def test_lite0_builder_shapes(lite0):
     assert lite0.input_size == (224, 224)
     assert lite0.model.output_shape == (None, 1000)
     assert lite0.model.get_layer("top_activation").output.shape[1:] == (7, 7, 1280)
-    from vidcam.efficientnet_lite import build_efficientnet_lite
+    from vidcam.models.efficientnet_lite import build_efficientnet_lite
 
     assert build_efficientnet_lite("efficientnet_lite0").count_params() == ZOO["efficientnet_lite0"].parameters
 
@@ -62,7 +62,7 @@ def test_notop_backbone_outputs_feature_map():
 
 def test_converted_weights_are_cached_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDCAM_CACHE", str(tmp_path))
-    from vidcam.efficientnet_lite import build_efficientnet_lite, load_pretrained
+    from vidcam.models.efficientnet_lite import build_efficientnet_lite, load_pretrained
 
     m1 = build_efficientnet_lite("efficientnet_lite0")
     load_pretrained(m1, "efficientnet_lite0")
@@ -78,7 +78,7 @@ def test_converted_weights_are_cached_and_reused(tmp_path, monkeypatch):
 
 def test_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDCAM_CACHE", str(tmp_path))
-    from vidcam.efficientnet_lite import build_efficientnet_lite, load_pretrained
+    from vidcam.models.efficientnet_lite import build_efficientnet_lite, load_pretrained
 
     load_pretrained(build_efficientnet_lite("efficientnet_lite0"), "efficientnet_lite0")
     cached = next(tmp_path.glob("*.weights.h5"))
@@ -137,7 +137,7 @@ def test_zoo_table_lists_every_entry():
 
 
 def test_custom_keras_file_metadata(tmp_path, tiny_nested):
-    from vidcam.zoo import save_classifier_metadata
+    from vidcam.models.zoo import save_classifier_metadata
 
     path = tmp_path / "m.keras"
     tiny_nested.save(path)
@@ -174,7 +174,7 @@ def test_non_classifier_is_refused(tmp_path):
 
 def test_folded_batchnorm_gives_the_same_logits(lite0):
     """The zoo classifier folds BatchNorm into its convolutions; the plain build with BN layers agrees."""
-    from vidcam.efficientnet_lite import build_efficientnet_lite, load_pretrained
+    from vidcam.models.efficientnet_lite import build_efficientnet_lite, load_pretrained
 
     assert "stem_bn" not in {layer.name for layer in lite0.model.layers}
     plain = build_efficientnet_lite("efficientnet_lite0")

@@ -5,9 +5,9 @@ The library is importable without the CLI (typer). Heavy dependencies (TensorFlo
 
 from __future__ import annotations
 
+from vidcam.cam.engine import METHODS, CamEngine, CamResult
+from vidcam.cam.metrics import CamMetrics
 from vidcam.cluster import BatchReport, label_frames_ray, process_videos
-from vidcam.compare import CompareResult, compare_methods
-from vidcam.engine import METHODS, CamEngine, CamResult
 from vidcam.errors import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -22,18 +22,17 @@ from vidcam.errors import (
     VidcamError,
     WeightsError,
 )
-from vidcam.evaluate import EvalResult, evaluate_classifier
-from vidcam.explain import ImageResult, Prediction, explain_images
-from vidcam.frames import FramesSummary, label_frames
-from vidcam.images import fit_to_model, read_image
-from vidcam.media import VideoInfo, probe
-from vidcam.metrics import CamMetrics
-from vidcam.render import COLORMAPS, LAYOUTS, overlay, render
-from vidcam.train import TrainEvent, TrainResult, train_classifier
-from vidcam.video import VideoSummary, process_video
-from vidcam.zoo import DEFAULT_MODEL, ZOO, Classifier, load_classifier
-
-__version__ = "0.1.0"
+from vidcam.jobs.compare import CompareResult, compare_methods
+from vidcam.jobs.evaluate import EvalResult, evaluate_classifier
+from vidcam.jobs.frames import FramesSummary, label_frames
+from vidcam.jobs.image import ImageResult, Prediction, explain_images
+from vidcam.jobs.train import TrainEvent, TrainResult, train_classifier
+from vidcam.jobs.video import VideoSummary, process_video
+from vidcam.media.images import fit_to_model, read_image
+from vidcam.media.probe import VideoInfo, probe
+from vidcam.media.render import COLORMAPS, LAYOUTS, overlay, render
+from vidcam.models.zoo import DEFAULT_MODEL, ZOO, Classifier, load_classifier
+from vidcam.version import __version__  # noqa: F401 - re-exported
 
 __all__ = [
     "COLORMAPS",

@@ -82,7 +82,7 @@ def _version(value: bool) -> None:
         try:
             typer.echo(f"vidcam {version('vidcam')}")
         except PackageNotFoundError:  # running from a checkout that is not installed
-            from vidcam import __version__
+            from vidcam.version import __version__
 
             typer.echo(f"vidcam {__version__}")
         raise typer.Exit()
@@ -170,7 +170,7 @@ def _check_choice(value: str, choices, option: str) -> str:
 @handle_errors
 def models_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON Lines instead of a table.")) -> None:
     """List the model zoo: input size, size, parameters, ImageNet top-1/top-5, and whether weights are here."""
-    from vidcam.zoo import zoo_table
+    from vidcam.models.zoo import zoo_table
 
     rows = zoo_table()
     if json_out:
@@ -243,9 +243,9 @@ def image_cmd(
     metrics: bool = typer.Option(False, "--metrics", help="Also measure each heatmap's faithfulness (slower)."),
 ) -> None:
     """Label images (top-k) and write original | heatmap pictures."""
-    from vidcam.engine import METHODS
-    from vidcam.explain import explain_images, get_engine
-    from vidcam.render import COLORMAPS, LAYOUTS
+    from vidcam.cam.engine import METHODS, get_engine
+    from vidcam.jobs.image import explain_images
+    from vidcam.media.render import COLORMAPS, LAYOUTS
 
     _check_choice(method, METHODS, "--method")
     _check_choice(layout, LAYOUTS, "--layout")
@@ -293,9 +293,9 @@ def compare_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object per image (JSON Lines)."),
 ) -> None:
     """Compare Grad-CAM, Grad-CAM++ and Score-CAM side by side, with each map's faithfulness metrics."""
-    from vidcam.compare import METHOD_TITLES, compare_methods
-    from vidcam.engine import METHODS
-    from vidcam.render import COLORMAPS
+    from vidcam.cam.engine import METHODS
+    from vidcam.jobs.compare import METHOD_TITLES, compare_methods
+    from vidcam.media.render import COLORMAPS
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     if not chosen:
@@ -345,7 +345,7 @@ def train_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing model and curves file."),
 ) -> None:
     """Train a classifier on folders of images (transfer learning on a frozen pretrained base)."""
-    from vidcam.train import HEADS, train_classifier
+    from vidcam.jobs.train import HEADS, train_classifier
 
     _check_choice(head, tuple(HEADS), "--head")
     load_tensorflow()
@@ -380,7 +380,7 @@ def evaluate_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json instead of the summary."),
 ) -> None:
     """Accuracy, per-class precision/recall, confusion matrix and the book's confidence grids, as an HTML report."""
-    from vidcam.evaluate import evaluate_classifier
+    from vidcam.jobs.evaluate import evaluate_classifier
 
     load_tensorflow()
     r = evaluate_classifier(
@@ -452,8 +452,8 @@ def _check_engine(engine: str, address: str | None) -> None:
 
 def _video_inputs(inputs: list[str], output: Path | None, as_folder: bool = False) -> tuple[list[Path], bool]:
     """The input videos (globs expanded) and whether this is a many-video run (-o is then a folder)."""
-    from vidcam.explain import expand_paths
-    from vidcam.video import VIDEO_SUFFIXES
+    from vidcam.jobs.image import expand_paths
+    from vidcam.jobs.video import VIDEO_SUFFIXES
 
     files = expand_paths(inputs)
     globbed = any(any(ch in s for ch in "*?[") and not Path(s).exists() for s in inputs)
@@ -491,7 +491,7 @@ def _videos_many(files: list[Path], output: Path | None, many: bool, *, engine: 
                  json_out: bool, **options) -> None:
     """Many videos (or one on Ray): a line per video as it finishes, a summary, exit 3 when some were skipped."""
     from vidcam.cluster import process_video_pairs, process_videos
-    from vidcam.video import default_output
+    from vidcam.jobs.video import default_output
 
     bars = _VideoBars(files, quiet or json_out or engine != "local")
 
@@ -511,7 +511,7 @@ def _videos_many(files: list[Path], output: Path | None, many: bool, *, engine: 
             where = f" on {r.worker}" if engine == "ray" and r.worker else ""
             typer.echo(f"{r.input} -> {r.output}  ({s.frames} frames, {s.seconds:.1f} s{where})")
             if s.metrics is not None:
-                from vidcam.metrics import describe_summary
+                from vidcam.cam.metrics import describe_summary
 
                 typer.echo(f"  metrics: {describe_summary(s.metrics)}")
 
@@ -583,9 +583,9 @@ def video_cmd(
 ) -> None:
     """Make a Grad-CAM heatmap video: every frame, same rate, orientation and audio. Many videos: locally
     one after another, or on Ray with --engine ray."""
-    from vidcam.engine import METHODS
-    from vidcam.render import COLORMAPS, LAYOUTS
-    from vidcam.video import PRESETS, parse_time, process_video
+    from vidcam.cam.engine import METHODS
+    from vidcam.jobs.video import PRESETS, parse_time, process_video
+    from vidcam.media.render import COLORMAPS, LAYOUTS
 
     _check_choice(method, METHODS, "--method")
     _check_choice(layout, LAYOUTS, "--layout")
@@ -646,7 +646,7 @@ def video_cmd(
         top = ", ".join(f"{name} ({n})" for name, n in s.top_labels[:3])
         typer.echo(f"  most explained: {top}")
     if s.metrics is not None:
-        from vidcam.metrics import describe_summary
+        from vidcam.cam.metrics import describe_summary
 
         typer.echo(f"  metrics: {describe_summary(s.metrics)}")
     if s.labels_out:
@@ -687,10 +687,10 @@ def frames_cmd(
     metrics: bool = typer.Option(False, "--metrics", help="Measure each frame's heatmap faithfulness (slower)."),
 ) -> None:
     """Label every frame of a folder: result pictures, labels.csv, optionally a video. Resumable."""
-    from vidcam.engine import METHODS
-    from vidcam.frames import label_frames, parse_rate
-    from vidcam.render import COLORMAPS, LAYOUTS
-    from vidcam.video import PRESETS
+    from vidcam.cam.engine import METHODS
+    from vidcam.jobs.frames import label_frames, parse_rate
+    from vidcam.jobs.video import PRESETS
+    from vidcam.media.render import COLORMAPS, LAYOUTS
 
     _check_choice(method, METHODS, "--method")
     _check_choice(layout, LAYOUTS, "--layout")
@@ -743,7 +743,7 @@ def frames_cmd(
     if s.video:
         typer.echo(f"  video -> {s.video}")
     if s.metrics is not None:
-        from vidcam.metrics import describe_summary
+        from vidcam.cam.metrics import describe_summary
 
         typer.echo(f"  metrics: {describe_summary(s.metrics)}")
     if s.failed:

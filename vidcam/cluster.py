@@ -5,8 +5,8 @@ vidcam works without it, and the local engine of :func:`process_videos` never to
 
 How work is spread (``engine="ray"``):
 
-- videos: a pool of Ray actors, each building one :class:`~vidcam.engine.CamEngine` once and then running
-  the ordinary local :func:`vidcam.video.process_video` with it for every video it is handed (one Ray task
+- videos: a pool of Ray actors, each building one :class:`~vidcam.cam.engine.CamEngine` once and then running
+  the ordinary local :func:`vidcam.jobs.video.process_video` with it for every video it is handed (one Ray task
   per video). Actors ask for one GPU each when the cluster has GPUs, else for CPUs. A video that fails is
   retried a bounded number of times (on whichever actor is free; a dead actor is replaced), then reported;
   the others finish.
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from vidcam.errors import EXIT_FAILURE, EXIT_OK, EXIT_SKIPPED, OutputError, UsageError, VidcamError
+from vidcam.models.zoo import DEFAULT_MODEL, ZOO
 from vidcam.quiet import muted_stderr
-from vidcam.zoo import DEFAULT_MODEL, ZOO
 
 __all__ = [
     "ENGINES",
@@ -112,7 +112,7 @@ class EngineSpec:
         if name not in ZOO:
             if not Path(name).is_file():
                 from vidcam.errors import ModelError
-                from vidcam.zoo import load_classifier
+                from vidcam.models.zoo import load_classifier
 
                 if Path(name).suffix == ".keras":  # the local job's message, without importing TensorFlow here
                     raise ModelError(f"model file not found: {name}")
@@ -122,7 +122,7 @@ class EngineSpec:
 
     def build(self):
         """Load the classifier and build the engine (once per worker)."""
-        from vidcam.explain import get_engine
+        from vidcam.cam.engine import get_engine
 
         return get_engine(self.model, layer=self.layer, method=self.method, weights=self.weights,
                           unsafe=self.unsafe)
@@ -259,7 +259,7 @@ class VideoOutcome:
     Attributes:
         input: the source video.
         output: the heatmap video (written, or planned when the video failed).
-        summary: what :func:`~vidcam.video.process_video` returned, or None when the video failed.
+        summary: what :func:`~vidcam.jobs.video.process_video` returned, or None when the video failed.
         error: the last failure's one-line message, or None.
         attempts: how many times it was tried.
         worker: ``host:pid`` of the process that did the last attempt.
@@ -319,7 +319,7 @@ def video_outputs(inputs: Iterable[str | Path], output_dir: str | Path) -> list[
     Raises:
         UsageError: two inputs would write the same output (same file name in different folders).
     """
-    from vidcam.video import default_output
+    from vidcam.jobs.video import default_output
 
     out_dir = Path(output_dir)
     pairs: list[tuple[Path, Path]] = []
@@ -355,7 +355,7 @@ class _VideoWorker:
     def process(self, input: str, output: str, options: dict):
         import ray
 
-        from vidcam.video import process_video
+        from vidcam.jobs.video import process_video
 
         if self.error:
             raise VidcamError(self.error)
@@ -409,7 +409,7 @@ def process_videos(
             more when there are fewer videos than CPUs.
         on_result: called with each video's outcome as soon as it is known (in completion order with ``ray``).
         progress: ``local`` only: per-frame progress of the current video (see :func:`process_video`).
-        **video_options: any other :func:`~vidcam.video.process_video` option (``layout``, ``smooth``,
+        **video_options: any other :func:`~vidcam.jobs.video.process_video` option (``layout``, ``smooth``,
             ``batch_size``, ``overwrite``, ...).
 
     Returns:
@@ -420,8 +420,8 @@ def process_videos(
         ClusterError: Ray missing or unreachable, or the workers cannot build the engine.
         OutputError: the output folder cannot be created.
     """
-    from vidcam.explain import expand_paths
-    from vidcam.outputs import ensure_dir
+    from vidcam.jobs.image import expand_paths
+    from vidcam.media.outputs import ensure_dir
 
     out_dir = Path(output_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -484,8 +484,8 @@ def process_video_pairs(
 
 def _videos_local(pairs, model, layer, method, weights, unsafe, retries, on_result, progress,
                   options) -> BatchReport:
-    from vidcam.explain import get_engine
-    from vidcam.video import process_video
+    from vidcam.cam.engine import get_engine
+    from vidcam.jobs.video import process_video
 
     cam_engine = get_engine(model, layer=layer, method=method, weights=weights, unsafe=unsafe)
     items: list[VideoOutcome] = []
@@ -609,7 +609,7 @@ class _FramesWorker:
     """
 
     def __init__(self, spec: EngineSpec, cpus: float | None, options: dict) -> None:
-        from vidcam.video import Renderer
+        from vidcam.media.render import Renderer
 
         _limit_threads(cpus)
         self.engine = spec.build()
@@ -617,7 +617,7 @@ class _FramesWorker:
         self.renderer = Renderer(layout=options["layout"], alpha=options["alpha"], colormap=options["colormap"])
 
     def _load(self, path: Path):
-        from vidcam.images import fit_to_model, read_image
+        from vidcam.media.images import fit_to_model, read_image
 
         st = path.stat()
         img = read_image(path)
@@ -629,8 +629,8 @@ class _FramesWorker:
 
         import numpy as np
 
-        from vidcam.outputs import write_image
-        from vidcam.render import format_label
+        from vidcam.media.outputs import write_image
+        from vidcam.media.render import format_label
 
         o, clf = self.o, self.engine.classifier
         attempts = o["retries"] + 1
@@ -706,7 +706,7 @@ def _write_parquet(path: Path, entries: list[dict], top_k: int) -> None:
         import pyarrow.parquet as pq
     except ImportError:
         raise ClusterError(f"Parquet labels need pyarrow: {INSTALL_HINT}") from None
-    from vidcam.outputs import atomic_output
+    from vidcam.media.outputs import atomic_output
 
     cols: dict[str, list] = {"file": [e["file"] for e in entries], "result": [e["result"] for e in entries]}
     types: dict[str, Any] = {"file": pa.string(), "result": pa.string()}
@@ -725,13 +725,13 @@ def _write_parquet(path: Path, entries: list[dict], top_k: int) -> None:
 def write_labels(path: str | Path, entries: list[dict], top_k: int) -> Path:
     """Write a frame folder's labels (journal entries, in order) as ``.csv``, ``.jsonl`` or ``.parquet``.
 
-    CSV and JSON Lines are exactly what :func:`vidcam.frames.label_frames` writes; Parquet has one column per
+    CSV and JSON Lines are exactly what :func:`vidcam.jobs.frames.label_frames` writes; Parquet has one column per
     value (``file, result, label, probability, class_id, label_2, ...``) and needs pyarrow.
 
     Raises:
         UsageError: another extension.
     """
-    from vidcam import frames as local
+    from vidcam.jobs import frames as local
 
     path = Path(path)
     kind = LABEL_KINDS.get(path.suffix.lower())
@@ -746,7 +746,7 @@ def write_labels(path: str | Path, entries: list[dict], top_k: int) -> Path:
 
 def frames_labels(output_dir: str | Path, files: list[Path] | None = None) -> list[dict]:
     """The journal entries of a frame-folder run's output folder, in the listing's order."""
-    from vidcam import frames as local
+    from vidcam.jobs import frames as local
 
     entries = local._read_journal(Path(output_dir) / local.JOURNAL_NAME)
     return list(entries.values()) if files is None else [entries[p.name] for p in files if p.name in entries]
@@ -784,7 +784,7 @@ def label_frames_ray(
     progress: Callable[[int, int], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
 ):
-    """:func:`vidcam.frames.label_frames` on Ray Data: the same outputs, made by a pool of Ray actors.
+    """:func:`vidcam.jobs.frames.label_frames` on Ray Data: the same outputs, made by a pool of Ray actors.
 
     The listing, the result names (``result_0001.jpg``...), the resume journal and the labels file are the
     local job's, so a folder half done locally resumes on Ray and vice versa. Ray Data streams the frames not
@@ -794,7 +794,7 @@ def label_frames_ray(
 
     Args:
         directory, output_dir, model ... preset, overwrite, ffmpeg, progress, on_skip: as for
-            :func:`~vidcam.frames.label_frames` (``model`` must be a zoo name or a ``.keras`` path).
+            :func:`~vidcam.jobs.frames.label_frames` (``model`` must be a zoo name or a ``.keras`` path).
         address: the Ray cluster (``auto``, ``HOST:6379``, ``ray://HOST:10001``); None starts a local instance.
         labels_out: also write the labels here (``.csv``, ``.jsonl`` or ``.parquet``, see :func:`write_labels`),
             besides ``OUTDIR/labels.csv`` (or ``labels.jsonl``), which is written as the local job writes it.
@@ -804,15 +804,15 @@ def label_frames_ray(
             when there are fewer batches than CPUs.
 
     Returns:
-        A :class:`~vidcam.frames.FramesSummary`.
+        A :class:`~vidcam.jobs.frames.FramesSummary`.
     """
     import json
 
-    from vidcam import frames as local
-    from vidcam.explain import get_engine
-    from vidcam.outputs import check_output, ensure_dir
-    from vidcam.render import check_render_options
-    from vidcam.video import PRESETS, VIDEO_SUFFIXES
+    from vidcam.cam.engine import get_engine
+    from vidcam.jobs import frames as local
+    from vidcam.jobs.video import PRESETS, VIDEO_SUFFIXES
+    from vidcam.media.outputs import check_output, ensure_dir
+    from vidcam.media.render import check_render_options
 
     t0 = time.perf_counter()
     # The same checks, in the same order, as the local job: a bad option fails before Ray starts.

@@ -181,7 +181,7 @@ def _tiny_model(size: tuple[int, int] = (32, 32), classes: int = 3, name: str = 
 @functools.cache
 def tiny_keras(size: tuple[int, int] = (32, 32), classes: int = 3) -> Path:
     """A tiny 3-class softmax CNN (it rescales its own input) saved as ``.keras``, with vidcam metadata."""
-    from vidcam.zoo import save_classifier_metadata
+    from vidcam.models.zoo import save_classifier_metadata
 
     path = session_dir() / f"tiny_{size[0]}x{size[1]}_{classes}.keras"
     _tiny_model(size, classes).save(path)

@@ -130,7 +130,7 @@ def test_odd_but_valid_image_is_explained(tmp_path, name):
 
 def test_cmyk_and_palette_colours_are_right(tmp_path):
     """The odd formats come out as the colours people see (not inverted CMYK, not a black transparent area)."""
-    from vidcam.images import read_image
+    from vidcam.media.images import read_image
 
     _cmyk_jpeg(tmp_path / "c.jpg")
     assert np.abs(read_image(tmp_path / "c.jpg")[20, 30].astype(int) - [255, 0, 255]).max() < 8

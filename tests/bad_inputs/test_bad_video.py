@@ -95,7 +95,7 @@ ODD_VALID = {
 
 @pytest.mark.parametrize("name", list(ODD_VALID))
 def test_odd_but_valid_video_keeps_every_frame(tmp_path, name):
-    from vidcam.media import probe
+    from vidcam.media.probe import probe
 
     kwargs, size, frames = ODD_VALID[name]
     src = make_video(tmp_path / name, **kwargs)
@@ -111,7 +111,7 @@ def test_odd_but_valid_video_keeps_every_frame(tmp_path, name):
 def test_truncated_video_keeps_decodable_frames_and_warns(tmp_path):
     """An mp4 with its index first (+faststart), cut in half: the frames that decode are kept, one warning line
     says so, and the exit code is 0 (the README documents this)."""
-    from vidcam.media import probe
+    from vidcam.media.probe import probe
 
     whole = make_video(tmp_path / "whole.mp4", seconds=4, extra=("-movflags", "+faststart"))
     cut = tmp_path / "cut.mp4"

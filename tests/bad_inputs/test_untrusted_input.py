@@ -19,7 +19,7 @@ import pytest
 from bad_support import CHELSEA, ROOT, lambda_keras, nothing_written, one_line_error, run_cli, session_dir
 
 from vidcam.errors import ModelError, WeightsError
-from vidcam.torch_weights import _LEGACY_MAGIC, read_legacy_state_dict
+from vidcam.models.torch_weights import _LEGACY_MAGIC, read_legacy_state_dict
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -211,7 +211,7 @@ def _marker_lambda_model(marker: Path) -> Path:
 
 
 def test_lambda_code_does_not_run_in_safe_mode(tmp_path):
-    from vidcam.zoo import load_classifier
+    from vidcam.models.zoo import load_classifier
 
     marker = tmp_path / "ran"
     path = _marker_lambda_model(marker)
@@ -234,7 +234,7 @@ def test_cli_refuses_lambda_then_unsafe_allows(tmp_path):
 def test_models_load_with_safe_mode_in_source():
     """Every Keras load call in vidcam passes safe_mode (the default stays safe)."""
     calls = []
-    for path in (ROOT / "vidcam").glob("*.py"):
+    for path in (ROOT / "vidcam").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "load_model":
                 calls.append((path.name, {k.arg for k in node.keywords}))
@@ -279,7 +279,7 @@ def test_subprocess_calls_take_lists():
 
 
 def test_ffmpeg_media_paths_cannot_be_options_or_protocols(tmp_path):
-    from vidcam.ffmpeg_cmd import decode_args, encode_args, media_arg, probe_args
+    from vidcam.media.ffmpeg_cmd import decode_args, encode_args, media_arg, probe_args
 
     for name in ["-y.mp4", "-i", "http:evil.mp4", "a b.mp4", "concat:x|y.mp4"]:
         arg = media_arg(tmp_path / name)

@@ -41,19 +41,18 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.engine import CamEngine
+from vidcam.cam.engine import CamEngine, get_engine
+from vidcam.cam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.errors import FFmpegError, InputError, UsageError
-from vidcam.explain import get_engine
-from vidcam.ffmpeg_cmd import decode_args, encode_args, ffmpeg_exe
-from vidcam.images import fit_to_model
-from vidcam.media import FFmpegProcess, VideoInfo, probe
-from vidcam.metrics import CamMetrics, evaluate_batch, summarize
-from vidcam.outputs import atomic_output, check_output
-from vidcam.render import check_render_options, colorize, draw_label, format_label, render
-from vidcam.zoo import DEFAULT_MODEL, Classifier
+from vidcam.media.ffmpeg_cmd import decode_args, encode_args, ffmpeg_exe
+from vidcam.media.outputs import atomic_output, check_output
+from vidcam.media.probe import VideoInfo, probe
+from vidcam.media.process import FFmpegProcess, read_exact, write_frame
+from vidcam.media.render import Renderer, check_render_options, format_label, shrink_to_model
+from vidcam.models.zoo import DEFAULT_MODEL, Classifier
 
 __all__ = [
-    "process_video", "VideoSummary", "VIDEO_SUFFIXES", "PRESETS", "audio_codec_for", "Renderer", "parse_time",
+    "process_video", "VideoSummary", "VIDEO_SUFFIXES", "PRESETS", "audio_codec_for", "parse_time",
     "smooth_maps", "default_output", "DEFAULT_PRESET",
 ]
 
@@ -96,7 +95,7 @@ class VideoSummary:
         top_labels: how many frames each explained label won, most frequent first.
         source: the source's :class:`VideoInfo`.
         metrics: with ``metrics=True``, the faithfulness summary of the measured frames
-            (:func:`vidcam.metrics.summarize`: means and the worst frames), else None.
+            (:func:`vidcam.cam.metrics.summarize`: means and the worst frames), else None.
     """
 
     input: str
@@ -135,54 +134,6 @@ def audio_codec_for(codecs: tuple[str, ...], suffix: str) -> str:
     ok = _COPYABLE.get(suffix.lower())
     return "copy" if ok is None or all(c in ok for c in codecs) else "aac"
 
-
-class Renderer:
-    """Renders one video's frames fast: the CAM is coloured at a reduced size and enlarged once as RGB.
-
-    Same result as :func:`vidcam.render.render` (fixed-alpha blend of the colour-mapped CAM; differences of
-    a grey level or so from the cheaper upsampling) at about a third of its cost on 720p frames.
-    """
-
-    def __init__(self, *, layout: str = "overlay", alpha: float = 0.4, colormap: str = "jet") -> None:
-        self.layout, self.alpha, self.colormap = layout, alpha, colormap
-
-    @staticmethod
-    def _small_size(w: int, h: int) -> tuple[int, int]:
-        # The heat is smooth (a 7x7 map upsampled), so colouring a quarter-size version loses nothing visible.
-        f = max(1, min(w, h) // 180)
-        return max(1, round(w / f)), max(1, round(h / f))
-
-    def __call__(self, frame: np.ndarray, cam: np.ndarray, label: str | None, window: tuple | None = None):
-        import cv2
-
-        h, w = frame.shape[:2]
-        if window is not None and tuple(window) != (0, 0, w, h):
-            return render(frame, cam, label, layout=self.layout, alpha=self.alpha, colormap=self.colormap,
-                          window=window)
-        size = self._small_size(w, h)
-        small = cv2.resize(np.asarray(cam, np.float32), size, interpolation=cv2.INTER_CUBIC)
-        heat = colorize(np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8), self.colormap)
-        if size != (w, h):
-            heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
-        blended = cv2.addWeighted(frame, 1.0 - self.alpha, heat, self.alpha, 0.0)
-        if self.layout == "side-by-side":
-            blended = np.concatenate([frame, blended], axis=1)
-        if label:
-            draw_label(blended, label, inplace=True)
-        return blended
-
-
-def _shrink(frame: np.ndarray, size: tuple[int, int], fit: str) -> tuple[np.ndarray, tuple]:
-    """Fit a frame to the model. For squash from at least twice the size: a linear resize to twice the size,
-    then a 2x area average (0.6 ms instead of 3.3 ms for 720p -> 224, within half a grey level of INTER_AREA)."""
-    import cv2
-
-    th, tw = size
-    h, w = frame.shape[:2]
-    if fit == "squash" and h >= 2 * th and w >= 2 * tw:
-        half = cv2.resize(frame, (2 * tw, 2 * th), interpolation=cv2.INTER_LINEAR)
-        return cv2.resize(half, (tw, th), interpolation=cv2.INTER_AREA), (0, 0, w, h)
-    return fit_to_model(frame, size, fit)
 
 
 def smooth_maps(cams: np.ndarray, factor: float, state: np.ndarray | None = None):
@@ -237,36 +188,6 @@ def _get(q: queue.Queue, stop: threading.Event):
             if stop.is_set():
                 return _END
 
-
-def _read_exact(f, view: memoryview) -> int:
-    """Fill ``view`` from a raw pipe; returns the bytes read (less than asked only at end of stream)."""
-    got = 0
-    while got < len(view):
-        n = f.readinto(view[got:])
-        if not n:
-            break
-        got += n
-    return got
-
-
-def _write_all(f, data: memoryview) -> None:
-    sent = 0
-    while sent < len(data):
-        sent += f.write(data[sent:])
-
-
-def write_frame(f, rgb: np.ndarray) -> None:
-    """Send one RGB frame to an encoder started by :func:`vidcam.ffmpeg_cmd.encode_args`, as I420 (yuv420p).
-
-    Converting here (OpenCV, ~0.6 ms at 720p) instead of in ffmpeg's swscale saves the encoder about a quarter
-    of its CPU time and halves the bytes through the pipe. Odd sizes get one black column/row at the right/bottom.
-    """
-    import cv2
-
-    h, w = rgb.shape[:2]
-    if h % 2 or w % 2:
-        rgb = cv2.copyMakeBorder(rgb, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    _write_all(f, memoryview(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)).cast("B"))
 
 
 def parse_time(value: str | float | None) -> float | None:
@@ -392,7 +313,7 @@ def process_video(
         class_index: explain this class in every frame instead of each frame's top-1.
         layout: ``overlay`` or ``side-by-side`` (original | overlay; doubles the width).
         alpha: heatmap opacity in [0, 1].
-        colormap: one of :data:`vidcam.render.COLORMAPS`.
+        colormap: one of :data:`vidcam.media.render.COLORMAPS`.
         fit: ``squash`` (default: the whole frame is resized to the model's input, so all of it is explained)
             or ``crop`` (the centre square the ImageNet protocol uses; the rest gets no heat).
         smooth: temporal smoothing of the heatmaps in [0, 1): each frame's map is
@@ -410,7 +331,7 @@ def process_video(
         ffmpeg: ffmpeg binary (default ``$VIDCAM_FFMPEG`` or imageio-ffmpeg's).
         progress: called as ``progress(frames_done, frames_total_estimate)`` from the calling thread.
         metrics: measure how faithful each frame's map is (the map as drawn, smoothing included; see
-            :mod:`vidcam.metrics`): per frame in ``labels_out``, summarised in the result's ``metrics``.
+            :mod:`vidcam.cam.metrics`): per frame in ``labels_out``, summarised in the result's ``metrics``.
             Costs about 35 extra forward passes per measured frame.
         metrics_every: measure only every N-th frame (0, N, 2N, ...), to keep long videos affordable.
 
@@ -488,13 +409,13 @@ class _Run:
                 n = 0
                 while n < b:
                     view = memoryview(frames[n]).cast("B")
-                    got = _read_exact(pipe, view)
+                    got = read_exact(pipe, view)
                     if got < len(view):
                         partial = got > 0
                         break
                     n += 1
                 if n:
-                    fitted = [_shrink(frames[i], self.model_size, self.o["fit"]) for i in range(n)]
+                    fitted = [shrink_to_model(frames[i], self.model_size, self.o["fit"]) for i in range(n)]
                     small = np.stack([f[0] for f in fitted])
                     if not _put(self.q_in, (index, frames[:n], small, [f[1] for f in fitted]), self.stop):
                         return

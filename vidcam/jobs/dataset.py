@@ -5,8 +5,8 @@ The layouts vidcam reads (class ids follow the sorted class folder names, so ``c
 - ``DATA_DIR/train/<class>/`` and ``DATA_DIR/val/<class>/`` (the book's Kaggle layout);
 - ``DATA_DIR/<class>/``, split per class into training and validation images with a fixed seed.
 
-Every file is decoded with the same reader and resizer as inference (:func:`vidcam.images.read_image`, then
-:func:`vidcam.images.fit_to_model` with ``squash``) before training starts, so a file that cannot be read is
+Every file is decoded with the same reader and resizer as inference (:func:`vidcam.media.images.read_image`, then
+:func:`vidcam.media.images.fit_to_model` with ``squash``) before training starts, so a file that cannot be read is
 skipped and reported up front, never found mid-epoch, and training sees exactly the pixels inference will.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcam.errors import InputError, UsageError, VidcamError
-from vidcam.images import IMAGE_SUFFIXES, fit_to_model, read_image
+from vidcam.media.images import IMAGE_SUFFIXES, fit_to_model, read_image
 
 __all__ = ["Skipped", "ImageFolders", "DecodedImages", "class_folders", "find_images", "find_eval_images",
            "load_images", "read_fitted", "IN_MEMORY_LIMIT"]

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vidcam.errors import LayerError, ModelError, UsageError
-from vidcam.zoo import Classifier
+from vidcam.models.preprocess import preprocess_pixels
+from vidcam.models.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
-__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers"]
+__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers", "get_engine"]
 
 METHODS = ("gradcam", "gradcam++", "scorecam")
 _EPS = 1e-7
@@ -107,22 +109,6 @@ def _final_layer(model):
     return layer
 
 
-def _preprocess(x, kind: str):
-    import tensorflow as tf
-
-    x = tf.cast(x, tf.float32)
-    if kind == "lite":
-        return (x - 127.0) / 128.0
-    if kind == "tf":
-        return x / 127.5 - 1.0
-    if kind == "caffe":
-        return x[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
-    if kind == "torch":
-        return (x / 255.0 - tf.constant([0.485, 0.456, 0.406])) / tf.constant([0.229, 0.224, 0.225])
-    if kind == "unit":
-        return x / 255.0
-    return x
-
 
 class _Hooks:
     """Context manager that (a) makes the model emit pre-activation scores and (b) captures the feature map."""
@@ -163,7 +149,7 @@ class _Hooks:
 
 
 class CamEngine:
-    """Grad-CAM (and Grad-CAM++ / Score-CAM) for a :class:`~vidcam.zoo.Classifier`, built once.
+    """Grad-CAM (and Grad-CAM++ / Score-CAM) for a :class:`~vidcam.models.zoo.Classifier`, built once.
 
     Args:
         classifier: what to explain.
@@ -237,7 +223,7 @@ class CamEngine:
     def _predict_impl(self, pixels):
         import tensorflow as tf
 
-        x = _preprocess(pixels, self.classifier.preprocess)
+        x = preprocess_pixels(pixels, self.classifier.preprocess)
         # The hooks give the same pre-activation scores as the step, so probabilities match it exactly.
         with tf.GradientTape() as tape, _Hooks(self._layer, self._final, self.classifier.output, tape):
             raw = self.classifier.model(x, training=False)
@@ -246,7 +232,7 @@ class CamEngine:
     def _step_impl(self, frames, targets):
         import tensorflow as tf
 
-        x = _preprocess(frames, self.classifier.preprocess)
+        x = preprocess_pixels(frames, self.classifier.preprocess)
         with tf.GradientTape() as tape:
             with _Hooks(self._layer, self._final, self.classifier.output, tape) as hooks:
                 raw = self.classifier.model(x, training=False)
@@ -344,3 +330,18 @@ class CamEngine:
             weights /= weights.sum()
             out[i] = np.maximum((a[..., top] * weights).sum(axis=-1), 0)
         return out
+
+
+def get_engine(
+    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
+    *,
+    layer: str | None = None,
+    method: str = "gradcam",
+    weights: str | Path | None = None,
+    unsafe: bool = False,
+) -> CamEngine:
+    """An engine for a zoo name, a ``.keras`` path, a loaded classifier, or an existing engine (returned as is)."""
+    if isinstance(model, CamEngine):
+        return model
+    classifier = model if isinstance(model, Classifier) else load_classifier(model, weights=weights, unsafe=unsafe)
+    return CamEngine(classifier, layer=layer, method=method)

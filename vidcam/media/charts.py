@@ -1,6 +1,6 @@
 """Charts for training and evaluation, drawn with OpenCV (vidcam does not depend on matplotlib).
 
-Every function returns an RGB uint8 image; :func:`vidcam.outputs.write_image` writes it. Text is ASCII only
+Every function returns an RGB uint8 image; :func:`vidcam.media.outputs.write_image` writes it. Text is ASCII only
 (OpenCV's Hershey fonts have no other glyphs): anything else is shown as ``?``.
 """
 

@@ -1,7 +1,7 @@
 """Compare CAM methods on the same images: Grad-CAM, Grad-CAM++ and Score-CAM side by side, with their metrics.
 
 Every method explains the same class (each image's top-1 by the first method's engine, or a fixed class), and
-every map is measured with the same forward pass (:mod:`vidcam.metrics`), so the numbers are comparable.
+every map is measured with the same forward pass (:mod:`vidcam.cam.metrics`), so the numbers are comparable.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.engine import METHODS, CamEngine
+from vidcam.cam.engine import METHODS, CamEngine
+from vidcam.cam.metrics import DEFAULT_STEPS, CamMetrics, evaluate_batch
 from vidcam.errors import UsageError, VidcamError
-from vidcam.explain import expand_paths, load_batches
-from vidcam.metrics import DEFAULT_STEPS, CamMetrics, evaluate_batch
-from vidcam.outputs import BatchOutputs, check_output, ensure_dir, write_image
-from vidcam.render import format_label, overlay
-from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
+from vidcam.jobs.image import expand_paths, load_batches
+from vidcam.media.outputs import BatchOutputs, check_output, ensure_dir, write_image
+from vidcam.media.render import format_label, overlay
+from vidcam.models.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
 __all__ = ["CompareResult", "METHOD_TITLES", "compare_methods", "compare_panel"]
 
@@ -32,7 +32,7 @@ class CompareResult:
     Attributes:
         path: the input image.
         class_id / label / probability: the explained class and its probability.
-        metrics: method name -> :class:`~vidcam.metrics.CamMetrics`, in the order the methods were given.
+        metrics: method name -> :class:`~vidcam.cam.metrics.CamMetrics`, in the order the methods were given.
         cams: method name -> (h, w) map in [0, 1].
         output: the written ``<stem>_compare.jpg``, if any.
         error: why the image was skipped.
@@ -102,9 +102,9 @@ def compare_panel(
         cams: method -> (h, w) map in [0, 1].
         metrics: method -> its metrics (shown under the name).
         label: the explained class, e.g. ``malamute 44.5%``, shown over the original.
-        window: the part of ``image`` the model saw (see :func:`vidcam.images.fit_to_model`).
+        window: the part of ``image`` the model saw (see :func:`vidcam.media.images.fit_to_model`).
         height: panel height in pixels (the width follows the image's aspect ratio).
-        alpha / colormap: as in :func:`vidcam.render.overlay`.
+        alpha / colormap: as in :func:`vidcam.media.render.overlay`.
     """
     import cv2
 
@@ -176,11 +176,11 @@ def compare_methods(
         paths: image files (globs expanded).
         output_dir: where the pictures go; None to write nothing.
         model: zoo name, ``.keras`` path, :class:`Classifier` or a built :class:`CamEngine` (its layer is used).
-        methods: which methods, in panel order (default: all of :data:`vidcam.engine.METHODS`).
-        layer / weights / unsafe: as for :func:`vidcam.explain.get_engine`.
+        methods: which methods, in panel order (default: all of :data:`vidcam.cam.engine.METHODS`).
+        layer / weights / unsafe: as for :func:`vidcam.cam.engine.get_engine`.
         class_index: explain this class instead of each image's top-1.
         fit: ``crop`` or ``squash``; default: the classifier's own.
-        steps: deletion/insertion curve steps (:func:`vidcam.metrics.evaluate_batch`).
+        steps: deletion/insertion curve steps (:func:`vidcam.cam.metrics.evaluate_batch`).
         batch_size: images per engine call.
         panel_height: height of each panel in the picture.
         render_options: ``alpha`` and ``colormap``.

@@ -5,7 +5,7 @@ are passed as ``file:/absolute/path``: a name that starts with ``-`` is never re
 with a colon is never read as a protocol (``http:...``).
 
 Which binary runs: the ``ffmpeg`` argument (the CLI's ``--ffmpeg``), else ``$VIDCAM_FFMPEG``, else the one
-bundled with imageio-ffmpeg. ffprobe is never needed (imageio-ffmpeg ships none); see :mod:`vidcam.media`.
+bundled with imageio-ffmpeg. ffprobe is never needed (imageio-ffmpeg ships none); see :mod:`vidcam.media.probe`.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def encode_args(
 ) -> list[str]:
     """Raw I420 (yuv420p) frames on stdin -> H.264 (yuv420p, ``+faststart``) at exactly ``rate`` frames/s.
 
-    The frames come from :func:`vidcam.video.write_frame`, which converts RGB and pads odd sizes to even ones
+    The frames come from :func:`vidcam.media.process.write_frame`, which converts RGB and pads odd sizes to even ones
     (yuv420p needs them) by one black row/column at the bottom/right; ``width``/``height`` are the unpadded size.
     With ``audio_from``, every audio stream of that file is mapped (``-map 1:a?``: none is fine), trimmed to
     ``audio_start``/``audio_duration`` like the video, and copied (``audio_codec="copy"``) or re-encoded.

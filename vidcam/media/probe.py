@@ -1,4 +1,4 @@
-"""Probing videos and running ffmpeg processes, without ffprobe (imageio-ffmpeg ships only ffmpeg).
+"""Probing videos without ffprobe (imageio-ffmpeg ships only ffmpeg).
 
 :func:`probe` runs ffmpeg once over the file: the stream dump on stderr gives the container, codecs and
 rotation; a stream copy of the video into ``framecrc`` (no decoding, so it is fast) gives every frame's
@@ -6,17 +6,13 @@ timestamp, hence the exact frame count, the duration and whether the rate is con
 through ``showinfo`` gives ffmpeg's frame-rate fraction (``30000/1001``, not 29.97) and the size after
 autorotation, i.e. the size people see.
 
-:class:`FFmpegProcess` runs ffmpeg with its stderr drained by a thread (a full pipe can never hang a run)
-and keeps the last lines for error messages.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -24,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from vidcam.errors import FFmpegError, InputError
-from vidcam.ffmpeg_cmd import ffmpeg_exe, probe_args
+from vidcam.media.ffmpeg_cmd import ffmpeg_exe, probe_args
+from vidcam.media.process import last_lines
 
-__all__ = ["VideoInfo", "probe", "FFmpegProcess", "last_lines"]
+__all__ = ["VideoInfo", "probe"]
 
 # A frame whose timestamp is further than this share of a frame period from the constant-rate grid makes
 # the video variable-frame-rate. Container rounding (29.97 fps in a 1/1000 time base) stays well below it.
@@ -95,67 +92,6 @@ class VideoInfo:
         if duration is not None:
             keep &= t < lo + duration
         return int(keep.sum())
-
-
-def last_lines(text: str, n: int = 8) -> str:
-    """The last ``n`` non-empty lines of ffmpeg's stderr, joined by `` | `` for a one-line message."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " | ".join(lines[-n:])
-
-
-class FFmpegProcess:
-    """An ffmpeg child process whose stderr is always drained (its last lines are kept for messages).
-
-    The child gets its own process group, so a Ctrl-C in the terminal reaches only vidcam, which then kills
-    it; nothing ffmpeg writes is left half-done under a final name (vidcam writes to temporary names).
-    """
-
-    def __init__(self, args: list[str], *, stdin=None, stdout=None, what: str = "ffmpeg", keep: int = 40) -> None:
-        self.args, self.what = args, what
-        self._tail: collections.deque[str] = collections.deque(maxlen=keep)
-        try:
-            self.proc = subprocess.Popen(
-                args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, process_group=0, bufsize=0
-            )
-        except OSError as e:
-            raise FFmpegError(f"cannot run {args[0]}: {e.strerror or e}") from None
-        self._drain = threading.Thread(target=self._drain_stderr, name=f"{what}-stderr", daemon=True)
-        self._drain.start()
-
-    def _drain_stderr(self) -> None:
-        for raw in iter(self.proc.stderr.readline, b""):
-            self._tail.append(raw.decode("utf-8", "replace").rstrip())
-        self.proc.stderr.close()
-
-    def tail(self, n: int = 8) -> str:
-        """The last ``n`` lines ffmpeg wrote to stderr, on one line."""
-        self._drain.join(timeout=2)
-        return last_lines("\n".join(self._tail), n)
-
-    def kill(self) -> None:
-        """Kill the child if it still runs and reap it."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.kill()
-            except OSError:
-                pass
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                if f is not None:
-                    f.close()
-            except OSError:
-                pass
-        self.proc.wait()
-
-    def wait(self) -> int:
-        return self.proc.wait()
-
-    def check(self) -> None:
-        """Wait for the child; raise :class:`FFmpegError` with its last lines when it failed."""
-        rc = self.proc.wait()
-        if rc != 0:
-            tail = self.tail()
-            raise FFmpegError(f"{self.what} failed (exit code {rc}): {tail or 'no message'}")
 
 
 # -- probing ---------------------------------------------------------------------------------------------------

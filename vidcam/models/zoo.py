@@ -114,7 +114,7 @@ def imagenet_class_names() -> tuple[list[str], list[str]]:
 
 def _lite_builder(name: str):
     def build(include_top: bool = True, input_shape=None, weights: str | Path | None = None):
-        from vidcam.efficientnet_lite import build_efficientnet_lite, load_pretrained
+        from vidcam.models.efficientnet_lite import build_efficientnet_lite, load_pretrained
 
         # The classifier is for inference only: BatchNorm folded into the convolutions (1.7x faster on a CPU).
         # The backbone without top is for training, where Keras expects its BatchNorm layers.
@@ -128,7 +128,7 @@ def _lite_builder(name: str):
 
 def _lite_weights(name: str):
     def path(include_top: bool = True) -> Path | None:
-        from vidcam.efficientnet_lite import source_weights_path
+        from vidcam.models.efficientnet_lite import source_weights_path
 
         return source_weights_path(name)
 

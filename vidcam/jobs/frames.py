@@ -30,17 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.engine import CamEngine
+from vidcam.cam.engine import CamEngine, get_engine
+from vidcam.cam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.errors import FFmpegError, InputError, OutputError, UsageError, VidcamError
-from vidcam.explain import get_engine
-from vidcam.ffmpeg_cmd import encode_args, ffmpeg_exe
-from vidcam.images import IMAGE_SUFFIXES, fit_to_model, read_image
-from vidcam.media import FFmpegProcess
-from vidcam.metrics import CamMetrics, evaluate_batch, summarize
-from vidcam.outputs import atomic_output, check_output, ensure_dir, out_of_space, write_image
-from vidcam.render import check_render_options, format_label
-from vidcam.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES, Renderer, write_frame
-from vidcam.zoo import DEFAULT_MODEL, Classifier
+from vidcam.jobs.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES
+from vidcam.media.ffmpeg_cmd import encode_args, ffmpeg_exe
+from vidcam.media.images import IMAGE_SUFFIXES, fit_to_model, read_image
+from vidcam.media.outputs import atomic_output, check_output, ensure_dir, out_of_space, write_image
+from vidcam.media.process import FFmpegProcess, write_frame
+from vidcam.media.render import Renderer, check_render_options, format_label
+from vidcam.models.zoo import DEFAULT_MODEL, Classifier
 
 __all__ = ["label_frames", "FramesSummary", "natural_key", "list_frames", "parse_rate", "JOURNAL_NAME"]
 
@@ -108,7 +107,7 @@ class FramesSummary:
         labels: the labels file (all frames done so far, in natural order).
         video: the assembled video, when asked for.
         seconds: wall-clock time.
-        metrics: with ``metrics=True``, the faithfulness summary (:func:`vidcam.metrics.summarize`) of the
+        metrics: with ``metrics=True``, the faithfulness summary (:func:`vidcam.cam.metrics.summarize`) of the
             frames that carry metrics (frames reused from a run without metrics have none); worst frames are
             named by position (1 = ``result_0001.jpg``) and ``file``.
     """
@@ -290,7 +289,7 @@ def label_frames(
         weights: weights file for a zoo model; unsafe: allow ``.keras`` files with Lambda layers.
         class_index: explain this class instead of each frame's top-1.
         top_k: labels per frame in the labels file.
-        layout: ``overlay`` or ``side-by-side``; alpha: heat opacity; colormap: see ``vidcam.render.COLORMAPS``.
+        layout: ``overlay`` or ``side-by-side``; alpha: heat opacity; colormap: see ``vidcam.media.render.COLORMAPS``.
         fit: ``squash`` (default, the whole frame) or ``crop`` (the ImageNet centre crop).
         batch_size: images per engine call.
         json_lines: write ``labels.jsonl`` instead of ``labels.csv``.
@@ -302,7 +301,7 @@ def label_frames(
         ffmpeg: ffmpeg binary for ``to_video``.
         progress: called as ``progress(frames_done, frames_total)``.
         on_skip: called as ``on_skip(file, reason)`` for each image that is skipped because it failed.
-        metrics: measure each new frame's map (:mod:`vidcam.metrics`, about 35 extra forward passes a frame):
+        metrics: measure each new frame's map (:mod:`vidcam.cam.metrics`, about 35 extra forward passes a frame):
             per frame in the labels file, summarised in the result's ``metrics``.
 
     Returns:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.engine import CamEngine, CamResult
+from vidcam.cam.engine import CamEngine, CamResult, get_engine
+from vidcam.cam.metrics import CamMetrics, evaluate_batch
 from vidcam.errors import InputError, VidcamError
-from vidcam.images import fit_to_model, read_image
-from vidcam.metrics import CamMetrics, evaluate_batch
-from vidcam.outputs import BatchOutputs, check_output, ensure_dir, out_of_space, write_image
-from vidcam.render import format_label, render
-from vidcam.zoo import DEFAULT_MODEL, Classifier, load_classifier
+from vidcam.media.images import fit_to_model, read_image
+from vidcam.media.outputs import BatchOutputs, check_output, ensure_dir, out_of_space, write_image
+from vidcam.media.render import format_label, render
+from vidcam.models.zoo import DEFAULT_MODEL, Classifier
 
-__all__ = ["Prediction", "ImageResult", "explain_images", "expand_paths", "predictions_for", "get_engine"]
+__all__ = ["Prediction", "ImageResult", "explain_images", "expand_paths", "predictions_for"]
 
 
 @dataclass
@@ -123,20 +123,6 @@ def predictions_for(classifier: Classifier, result: CamResult, k: int) -> list[l
     ]
 
 
-def get_engine(
-    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
-    *,
-    layer: str | None = None,
-    method: str = "gradcam",
-    weights: str | Path | None = None,
-    unsafe: bool = False,
-) -> CamEngine:
-    """An engine for a zoo name, a ``.keras`` path, a loaded classifier, or an existing engine (returned as is)."""
-    if isinstance(model, CamEngine):
-        return model
-    classifier = model if isinstance(model, Classifier) else load_classifier(model, weights=weights, unsafe=unsafe)
-    return CamEngine(classifier, layer=layer, method=method)
-
 
 def explain_images(
     paths: Iterable[str | Path],
@@ -166,7 +152,7 @@ def explain_images(
         fit: ``crop`` or ``squash``; default: the classifier's own.
         batch_size: images per engine call.
         overwrite: replace existing outputs.
-        metrics: also measure each map's faithfulness (:func:`vidcam.metrics.evaluate_batch`, about
+        metrics: also measure each map's faithfulness (:func:`vidcam.cam.metrics.evaluate_batch`, about
             ``2 * 16 + 3`` extra forward passes per image) into the result's ``metrics``.
         on_result: called with each result as soon as it is known.
 

@@ -23,11 +23,11 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vidcam.dataset import Skipped, find_eval_images, read_fitted
 from vidcam.errors import InputError, OutputError, UsageError, VidcamError
-from vidcam.images import read_image
-from vidcam.outputs import write_image
-from vidcam.zoo import Classifier, load_classifier
+from vidcam.jobs.dataset import Skipped, find_eval_images, read_fitted
+from vidcam.media.images import read_image
+from vidcam.media.outputs import write_image
+from vidcam.models.zoo import Classifier, load_classifier
 
 __all__ = ["EvalResult", "evaluate_classifier", "GRIDS", "SWEEP"]
 
@@ -82,13 +82,13 @@ def _probability_fn(classifier: Classifier):
     """
     import tensorflow as tf
 
-    from vidcam.engine import _preprocess
+    from vidcam.models.preprocess import preprocess_pixels
 
     h, w = classifier.input_size
 
     @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)])
     def probs(frames):
-        raw = tf.cast(classifier.model(_preprocess(frames, classifier.preprocess), training=False), tf.float32)
+        raw = tf.cast(classifier.model(preprocess_pixels(frames, classifier.preprocess), training=False), tf.float32)
         if classifier.output == "sigmoid":
             if raw.shape[-1] == 1:
                 return tf.concat([1.0 - raw, raw], axis=1)
@@ -163,7 +163,7 @@ def _grids(names_all: list[str], class_ids: list[int], paths: list[Path], truth:
     Returns: class name -> grid key -> ``image`` (the PNG's file name) and ``items`` (path, probability of the
     class, true class, in grid order).
     """
-    from vidcam.charts import image_grid
+    from vidcam.media.charts import image_grid
 
     files: dict[str, dict[str, dict]] = {}
     for c in class_ids:
@@ -357,7 +357,7 @@ def evaluate_classifier(
 
 def _report(clf: Classifier, found, probs: np.ndarray, kept: Sequence[tuple[Path, int]], skipped: list[Skipped],
             threshold: float, data_dir, tmp: Path, report_dir: Path) -> EvalResult:
-    from vidcam.charts import confusion_chart
+    from vidcam.media.charts import confusion_chart
 
     names = clf.class_names
     paths = [p for p, _ in kept]

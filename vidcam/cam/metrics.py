@@ -18,7 +18,7 @@ on, so scattering them anywhere kills the class; on the bundled cat photo a *ran
 A blurred pixel removes detail without adding edges. ``black`` and ``gray`` are available as options.
 
 All perturbed images of one frame (``2 * steps + 3``) go through the engine's compiled forward pass
-(:meth:`vidcam.engine.CamEngine.predict`) as one batch; the probabilities are raw (not divided by Y), as in
+(:meth:`vidcam.cam.engine.CamEngine.predict`) as one batch; the probabilities are raw (not divided by Y), as in
 RISE, so they read as "how much of the class is left".
 """
 
@@ -29,9 +29,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from vidcam.engine import CamEngine, CamResult
+from vidcam.cam.engine import CamEngine, CamResult
 from vidcam.errors import UsageError
-from vidcam.zoo import Classifier
+from vidcam.models.zoo import Classifier
 
 __all__ = [
     "BASELINES",

@@ -223,7 +223,7 @@ def load_pretrained(model, name: str, weights: str | Path | None = None) -> None
         name: the variant.
         weights: a legacy ``.pth`` to use instead of the installed package's file.
     """
-    from vidcam.torch_weights import read_legacy_state_dict
+    from vidcam.models.torch_weights import read_legacy_state_dict
 
     v = LITE_VARIANTS[name]
     src = Path(weights) if weights else source_weights_path(name)

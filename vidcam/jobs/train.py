@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.dataset import DecodedImages, Skipped, find_images, load_images
 from vidcam.errors import InputError, ModelError, UsageError
-from vidcam.outputs import atomic_output, check_output, write_image
-from vidcam.zoo import DEFAULT_MODEL, ZOO, Classifier, save_classifier_metadata
+from vidcam.jobs.dataset import DecodedImages, Skipped, find_images, load_images
+from vidcam.media.outputs import atomic_output, check_output, write_image
+from vidcam.models.zoo import DEFAULT_MODEL, ZOO, Classifier, save_classifier_metadata
 
 __all__ = ["HEADS", "TrainEvent", "TrainResult", "train_classifier", "curves_path"]
 
@@ -61,7 +61,8 @@ class TrainResult:
     Attributes:
         path: the saved ``.keras`` model.
         curves: the training-curves PNG beside it.
-        classifier: the trained model in memory, ready for :class:`vidcam.engine.CamEngine` (same weights as the file).
+        classifier: the trained model in memory, ready for :class:`vidcam.cam.engine.CamEngine` (same weights as
+            the file).
         history: per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` across both phases.
         best_epoch: the 1-based epoch whose weights were kept (lowest validation loss).
         val_accuracy: validation accuracy of the kept weights.
@@ -122,7 +123,7 @@ def _pipeline(images: np.ndarray, labels: np.ndarray, index: np.ndarray, batch: 
     """
     import tensorflow as tf
 
-    from vidcam.engine import _preprocess
+    from vidcam.models.preprocess import preprocess_pixels
 
     n = len(index)
     ds = tf.data.Dataset.range(n)
@@ -144,7 +145,7 @@ def _pipeline(images: np.ndarray, labels: np.ndarray, index: np.ndarray, batch: 
         x = tf.cast(x, tf.float32)
         if augment is not None:
             x = augment(x, training=True)
-        return _preprocess(x, preprocess), y
+        return preprocess_pixels(x, preprocess), y
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)
@@ -379,7 +380,7 @@ def _train(decoded: DecodedImages, found, model, base_model, names, output: Path
         default_layer = layer if fmap[1] > 1 or fmap[2] > 1 else None
     except ValueError:
         default_layer = None
-    from vidcam import __version__
+    from vidcam.version import __version__
 
     meta = {
         "class_names": names,
@@ -404,7 +405,7 @@ def _train(decoded: DecodedImages, found, model, base_model, names, output: Path
         except (ValueError, TypeError) as e:  # pragma: no cover - the model is built here from standard layers
             raise ModelError(f"cannot save the model: {e}") from None
         save_classifier_metadata(tmp, meta)
-    from vidcam.charts import curves_chart
+    from vidcam.media.charts import curves_chart
 
     write_image(curves, curves_chart(history, fine_tune_epoch=fine_tune_epoch))
     emit(TrainEvent("saved", f"best epoch {best + 1}: val_loss {val_loss:.4f} val_acc {val_acc:.3f} -> {output} "
