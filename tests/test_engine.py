@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import CHELSEA, DOG, classifier_for
 
-from vidcam.cam.engine import CamEngine, feature_layers
+from vidcam.cam.engine import METHODS, CamEngine, feature_layers
 from vidcam.errors import LayerError, UsageError
 from vidcam.media.images import fit_to_model, read_image
 
@@ -142,16 +142,20 @@ def test_input_frames_are_not_modified(flat_engine, random_frames):
     np.testing.assert_array_equal(frames, before)
 
 
-@pytest.mark.parametrize("method", ["gradcam++", "scorecam"])
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "gradcam"])
 def test_other_methods_give_valid_maps(tiny_nested, method, random_frames):
-    r = CamEngine(classifier_for(tiny_nested), method=method).run(random_frames(2))
+    engine = CamEngine(classifier_for(tiny_nested), method=method)
+    assert engine.method == method and engine.layer_name == "base/conv2" and engine.input_size == (32, 32)
+    r = engine.run(random_frames(2))
     assert r.cams.shape == (2, 16, 16) and np.isfinite(r.cams).all()
     assert r.cams.min() >= 0 and r.cams.max() <= 1 + 1e-6
+    np.testing.assert_array_equal(r.class_ids, r.probabilities.argmax(axis=1))
 
 
 def test_unknown_method(tiny_flat):
-    with pytest.raises(UsageError, match="gradcam"):
+    with pytest.raises(UsageError, match="unknown method 'lime'") as e:
         CamEngine(classifier_for(tiny_flat), method="lime")
+    assert str(e.value).endswith(", ".join(METHODS))
 
 
 def test_sigmoid_binary_model_gives_two_class_probabilities(random_frames):

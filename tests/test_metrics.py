@@ -12,9 +12,10 @@ import pytest
 from conftest import CHELSEA, DOG, classifier_for
 from typer.testing import CliRunner
 
-from vidcam.cam.engine import METHODS, CamEngine
+from vidcam.cam.engine import CamEngine
 from vidcam.cam.metrics import CamMetrics, auc, baseline_image, evaluate, evaluate_batch, importance_order, summarize
 from vidcam.errors import UsageError
+from vidcam.jobs.compare import DEFAULT_METHODS
 
 
 def sigmoid(z: float) -> float:
@@ -249,12 +250,12 @@ def test_compare_methods_writes_panels_and_skips_bad_files(tiny_flat, pictures, 
     assert [r.path for r in seen] == [str(tmp_path / "missing.png"), str(pictures[0]), str(pictures[1])]
     bad, good = results[0], results[1]
     assert bad.error and "no such file" in bad.error and not bad.metrics
-    assert list(good.metrics) == list(METHODS) and good.error is None
+    assert list(good.metrics) == list(DEFAULT_METHODS) and good.error is None
     pic = cv2.imread(good.output)
     strip = max(28, 60 // 6)
     assert pic.shape == (60 + strip, 4 * 72 + 3 * 4, 3)  # original | 3 methods, 48x40 scaled to 72x60
     d = json.loads(json.dumps(good.as_dict()))
-    assert set(d["methods"]) == set(METHODS) and d["class_id"] == good.class_id
+    assert set(d["methods"]) == set(DEFAULT_METHODS) and d["class_id"] == good.class_id
     # The same class is explained by every method.
     assert {m.class_id for m in good.metrics.values()} == {good.class_id}
     again = compare_methods([pictures[0]], out, model=classifier_for(tiny_flat), methods=["gradcam"], steps=2)

@@ -75,6 +75,10 @@ app = typer.Typer(
 )
 
 
+METHOD_HELP = ("CAM method: gradcam (default), gradcam++, scorecam, xgradcam, hirescam, gradcam-elementwise, "
+               "layercam, eigencam or eigengradcam.")
+
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
@@ -228,7 +232,7 @@ def image_cmd(
     model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Weights file for a zoo model."),
     layer: str | None = typer.Option(None, "--layer", help="Grad-CAM layer (default: the model's last feature map)."),
-    method: str = typer.Option("gradcam", "--method", help="gradcam, gradcam++ or scorecam."),
+    method: str = typer.Option("gradcam", "--method", help=METHOD_HELP),
     class_index: int | None = typer.Option(None, "--class", help="Explain this class id instead of the top-1."),
     top_k: int = typer.Option(3, "--top", "-k", min=1, help="How many classes to print."),
     layout: str = typer.Option("side-by-side", "--layout", help="overlay or side-by-side."),
@@ -294,7 +298,7 @@ def compare_cmd(
 ) -> None:
     """Compare Grad-CAM, Grad-CAM++ and Score-CAM side by side, with each map's faithfulness metrics."""
     from vidcam.cam.engine import METHODS
-    from vidcam.jobs.compare import METHOD_TITLES, compare_methods
+    from vidcam.jobs.compare import compare_methods, method_title
     from vidcam.media.render import COLORMAPS
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
@@ -311,7 +315,7 @@ def compare_cmd(
     def describe(r) -> None:
         typer.echo(f"{r.path}: {r.label} {r.probability:.3f} (class {r.class_id})")
         head = ["method", "avg drop", "increase", "deletion AUC", "insertion AUC"]
-        rows = [[METHOD_TITLES.get(m, m), f"{x.average_drop:.1f}%", "yes" if x.increase else "no",
+        rows = [[method_title(m), f"{x.average_drop:.1f}%", "yes" if x.increase else "no",
                  f"{x.deletion_auc:.3f}", f"{x.insertion_auc:.3f}"] for m, x in r.metrics.items()]
         widths = [max(len(c) for c in col) for col in zip(head, *rows)]
         for k, row in enumerate([head, *rows]):
@@ -551,7 +555,7 @@ def video_cmd(
     model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Weights file for a zoo model."),
     layer: str | None = typer.Option(None, "--layer", help="Grad-CAM layer (default: the model's last feature map)."),
-    method: str = typer.Option("gradcam", "--method", help="gradcam, gradcam++ or scorecam."),
+    method: str = typer.Option("gradcam", "--method", help=METHOD_HELP),
     class_index: int | None = typer.Option(None, "--class", help="Explain this class id in every frame."),
     layout: str = typer.Option("overlay", "--layout", help="overlay or side-by-side (doubles the width)."),
     alpha: float = typer.Option(0.4, "--alpha", min=0.0, max=1.0, help="Heatmap opacity."),
@@ -662,7 +666,7 @@ def frames_cmd(
     model: str = typer.Option("efficientnet_lite0", "--model", "-m", help=MODEL_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Weights file for a zoo model."),
     layer: str | None = typer.Option(None, "--layer", help="Grad-CAM layer (default: the model's last feature map)."),
-    method: str = typer.Option("gradcam", "--method", help="gradcam, gradcam++ or scorecam."),
+    method: str = typer.Option("gradcam", "--method", help=METHOD_HELP),
     class_index: int | None = typer.Option(None, "--class", help="Explain this class id in every frame."),
     top_k: int = typer.Option(3, "--top", "-k", min=1, help="Labels per frame in the labels file."),
     layout: str = typer.Option("overlay", "--layout", help="overlay or side-by-side."),

@@ -9,9 +9,10 @@ output is watched by the gradient tape. This works whatever the model's structur
 book's transfer model where the pretrained base is a single layer of the classifier (a nested model),
 which defeats the usual ``Model(inputs, [layer.output, model.output])`` recipe.
 
-Grad-CAM per image i: score_i = logit of its target class (pre-softmax); weights_i = spatial mean of
-d score_i / d A_i (never averaged over the batch); cam_i = ReLU(sum_c weights_ic A_ic); cam_i /= max + eps,
-so an all-zero map stays zero.
+Per image i: score_i = logit of its target class (pre-softmax); G_i = d score_i / d A_i (never mixed across
+the batch). The method (looked up by name in :mod:`vidcam.cam.methods`' registry) turns (A_i, G_i) into a raw
+map inside the step, e.g. Grad-CAM's sum_c mean(G_ic) A_ic, or after it with extra forward passes (Score-CAM);
+the engine then applies ReLU and divides by the map's max + eps, so an all-zero map stays zero.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from vidcam.cam.methods import METHODS, CamMethod, get_method
 from vidcam.errors import LayerError, ModelError, UsageError
 from vidcam.models.preprocess import preprocess_pixels
 from vidcam.models.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
 __all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers", "get_engine"]
 
-METHODS = ("gradcam", "gradcam++", "scorecam")
 _EPS = 1e-7
 
 
@@ -149,14 +150,17 @@ class _Hooks:
 
 
 class CamEngine:
-    """Grad-CAM (and Grad-CAM++ / Score-CAM) for a :class:`~vidcam.models.zoo.Classifier`, built once.
+    """Grad-CAM (or any registered method, see :mod:`vidcam.cam.methods`) for a classifier, built once.
 
     Args:
         classifier: what to explain.
         layer: the feature-map layer (plain or ``outer/inner`` name); default: the classifier's default layer,
             else the last 4-D feature map.
-        method: ``gradcam`` (default), ``gradcam++`` or ``scorecam``.
+        method: a registered method name: ``gradcam`` (default), ``gradcam++``, ``scorecam``, ``xgradcam``,
+            ``hirescam``, ``gradcam-elementwise``, ``layercam``, ``eigencam``, ``eigengradcam``, or one added
+            with :func:`vidcam.cam.methods.register`.
         scorecam_channels: Score-CAM uses the N most active channels (a forward pass each).
+        method_options: further keyword options for the method's class.
 
     Example:
         >>> engine = CamEngine(load_classifier("efficientnet_lite0"))  # doctest: +SKIP
@@ -172,25 +176,25 @@ class CamEngine:
         method: str = "gradcam",
         *,
         scorecam_channels: int = 32,
+        method_options: dict[str, Any] | None = None,
     ) -> None:
         import tensorflow as tf
 
-        if method not in METHODS:
-            raise UsageError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+        method_cls = get_method(method)  # UsageError listing the registry's names
         self.classifier = classifier
         self.method = method
+        self._method: CamMethod = method_cls(scorecam_channels=scorecam_channels, **(method_options or {}))
         self.layer_name, self._layer = _resolve_layer(
             classifier.model, layer if layer is not None else classifier.default_layer
         )
         self._final = _final_layer(classifier.model)
-        self._scorecam_channels = scorecam_channels
         h, w = classifier.input_size
         self.input_size = (h, w)
         spec = [tf.TensorSpec([None, h, w, 3], tf.uint8), tf.TensorSpec([None], tf.int32)]
         self._step = tf.function(self._step_impl, input_signature=spec, reduce_retracing=True)
-        if method == "scorecam":
-            fspec = [tf.TensorSpec([None, h, w, 3], tf.float32)]
-            self._forward = tf.function(self._forward_impl, input_signature=fspec)
+        # Forward-only scores on preprocessed inputs, for methods' post-steps (Score-CAM); traced on first use.
+        fspec = [tf.TensorSpec([None, h, w, 3], tf.float32)]
+        self._forward = tf.function(self._forward_impl, input_signature=fspec)
         # Forward-only probabilities on pixel-valued frames (perturbation metrics); traced on first use.
         pspec = [tf.TensorSpec([None, h, w, 3], tf.float32)]
         self._predict = tf.function(self._predict_impl, input_signature=pspec)
@@ -242,18 +246,13 @@ class CamEngine:
             target_score = tf.gather(scores, cls, batch_dims=1)
             total = tf.reduce_sum(target_score)
         feature_map = tf.cast(hooks.feature_map, tf.float32)
-        grads = tf.cast(tape.gradient(total, hooks.feature_map), tf.float32)
-        if grads is None:  # pragma: no cover - structure guarantees a path
-            raise ModelError(f"the class score does not depend on layer {self.layer_name}")
-        if self.method == "gradcam++":
-            g2, g3 = grads**2, grads**3
-            sum_a = tf.reduce_sum(feature_map, axis=(1, 2), keepdims=True)
-            denom = 2.0 * g2 + sum_a * g3
-            alpha = g2 / tf.where(tf.abs(denom) > 0, denom, tf.ones_like(denom))
-            weights = tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
-        else:
-            weights = tf.reduce_mean(grads, axis=(1, 2))  # per image: never over the batch
-        cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", feature_map, weights))
+        grads = None
+        if self._method.uses_gradients:  # one backward pass, shared by every gradient method
+            grads = tape.gradient(total, hooks.feature_map)
+            if grads is None:  # pragma: no cover - structure guarantees a path
+                raise ModelError(f"the class score does not depend on layer {self.layer_name}")
+            grads = tf.cast(grads, tf.float32)
+        cam = tf.nn.relu(tf.cast(self._method.cam(feature_map, grads), tf.float32))
         return cls, probs, cam, feature_map, x
 
     # -- public API ----------------------------------------------------------------------------------------
@@ -280,12 +279,12 @@ class CamEngine:
                 raise UsageError(f"class index out of range: the model has {self.classifier.num_classes} classes "
                                  f"(0..{self.classifier.num_classes - 1}), got {int(targets.max())}")
         cls, probs, cam, feature_map, x = self._step(frames, targets)
-        cam = cam.numpy()
-        if self.method == "scorecam":
-            cam = self._scorecam(feature_map.numpy(), x, cls.numpy())
+        cls = cls.numpy()
+        cam = np.asarray(self._method.post_step(cam.numpy(), feature_map, x, cls, self._forward), np.float32)
+        cam = np.maximum(cam, 0)  # the step's map is ReLU'd already; a post-step's map passes the same ReLU
         peak = cam.reshape(n, -1).max(axis=1) if n else np.zeros(0, np.float32)
         cam = cam / (peak[:, None, None] + _EPS)
-        return CamResult(cls.numpy().astype(np.int64), probs.numpy().astype(np.float32), cam.astype(np.float32))
+        return CamResult(cls.astype(np.int64), probs.numpy().astype(np.float32), cam.astype(np.float32))
 
     def predict(self, frames: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Class probabilities only (no maps): one compiled forward pass, preprocessing in the graph.
@@ -310,26 +309,6 @@ class CamEngine:
         if not out:
             return np.zeros((0, self.classifier.num_classes), np.float32)
         return np.concatenate(out).astype(np.float32)
-
-    def _scorecam(self, feature_map: np.ndarray, x, cls: np.ndarray) -> np.ndarray:
-        """Score-CAM: weight each of the most active channels by the class score of the input it masks."""
-        import tensorflow as tf
-
-        h, w = self.input_size
-        k = min(self._scorecam_channels, feature_map.shape[-1])
-        out = np.zeros(feature_map.shape[:3], np.float32)
-        for i in range(feature_map.shape[0]):
-            a = feature_map[i]
-            top = np.argsort(-a.mean(axis=(0, 1)))[:k]
-            maps = tf.image.resize(a[..., top][None], (h, w))[0].numpy()  # (h, w, k)
-            lo, hi = maps.min(axis=(0, 1)), maps.max(axis=(0, 1))
-            masks = (maps - lo) / np.maximum(hi - lo, _EPS)
-            masked = x[i][None].numpy() * masks.transpose(2, 0, 1)[..., None]
-            scores = self._forward(tf.constant(masked, tf.float32)).numpy()[:, cls[i]]
-            weights = np.exp(scores - scores.max())
-            weights /= weights.sum()
-            out[i] = np.maximum((a[..., top] * weights).sum(axis=-1), 0)
-        return out
 
 
 def get_engine(

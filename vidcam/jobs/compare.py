@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.cam.engine import METHODS, CamEngine
+from vidcam.cam.engine import CamEngine
+from vidcam.cam.methods import REGISTRY, method_names
 from vidcam.cam.metrics import DEFAULT_STEPS, CamMetrics, evaluate_batch
 from vidcam.errors import UsageError, VidcamError
 from vidcam.jobs.image import expand_paths, load_batches
@@ -20,9 +21,14 @@ from vidcam.media.outputs import BatchOutputs, check_output, ensure_dir, write_i
 from vidcam.media.render import format_label, overlay
 from vidcam.models.zoo import DEFAULT_MODEL, Classifier, load_classifier
 
-__all__ = ["CompareResult", "METHOD_TITLES", "compare_methods", "compare_panel"]
+__all__ = ["CompareResult", "DEFAULT_METHODS", "method_title", "compare_methods", "compare_panel"]
 
-METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+DEFAULT_METHODS = ("gradcam", "gradcam++", "scorecam")
+
+
+def method_title(method: str) -> str:
+    cls = REGISTRY.get(method)
+    return (cls.title or cls.name) if cls is not None else method
 
 
 @dataclass
@@ -123,7 +129,7 @@ def compare_panel(
     panels = [np.concatenate([_title_strip(pw, ["original", label], strip_h), original])]
     for method, cam in cams.items():
         heat = overlay(small, cam, alpha=alpha, colormap=colormap, window=win)
-        title = [METHOD_TITLES.get(method, method)]
+        title = [method_title(method)]
         if method in metrics:
             title.append(_metrics_line(metrics[method]))
         panels.append(np.concatenate([_title_strip(pw, title, strip_h), heat]))
@@ -155,7 +161,7 @@ def compare_methods(
     output_dir: str | Path | None = ".",
     *,
     model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     layer: str | None = None,
     weights: str | Path | None = None,
     unsafe: bool = False,
@@ -176,7 +182,7 @@ def compare_methods(
         paths: image files (globs expanded).
         output_dir: where the pictures go; None to write nothing.
         model: zoo name, ``.keras`` path, :class:`Classifier` or a built :class:`CamEngine` (its layer is used).
-        methods: which methods, in panel order (default: all of :data:`vidcam.cam.engine.METHODS`).
+        methods: which methods, in panel order (default: :data:`DEFAULT_METHODS`; any of ``vidcam methods``).
         layer / weights / unsafe: as for :func:`vidcam.cam.engine.get_engine`.
         class_index: explain this class instead of each image's top-1.
         fit: ``crop`` or ``squash``; default: the classifier's own.
@@ -193,10 +199,10 @@ def compare_methods(
     """
     methods = list(dict.fromkeys(methods))
     if not methods:
-        raise UsageError("no methods to compare: give at least one of " + ", ".join(METHODS))
+        raise UsageError("no methods to compare: give at least one of " + ", ".join(method_names()))
     for m in methods:
-        if m not in METHODS:
-            raise UsageError(f"unknown method {m!r}: use one of {', '.join(METHODS)}")
+        if m not in REGISTRY:
+            raise UsageError(f"unknown method {m!r}: use one of {', '.join(method_names())}")
     files = expand_paths(paths)
     claims = BatchOutputs(files)
     engines = _engines(model, methods, layer, weights, unsafe)

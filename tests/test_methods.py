@@ -1,0 +1,293 @@
+"""The CAM methods behind the registry: each against an independent numpy formula, batches, nesting, zeros.
+
+The oracles never use the engine: the feature map A and the gradients G of each image's pre-softmax logit come
+from a two-output Keras model (flat models) or a layer-by-layer pass (the nested model) under a
+``tf.GradientTape`` here, and the maps from pytorch-grad-cam's formulas written out in numpy (float64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import classifier_for
+
+from vidcam.cam import methods as cam_methods
+from vidcam.cam.engine import CamEngine
+from vidcam.cam.methods import METHODS, REGISTRY, CamMethod, register
+from vidcam.errors import UsageError
+
+NEW = ("xgradcam", "hirescam", "gradcam-elementwise", "layercam", "eigencam", "eigengradcam")
+
+
+@pytest.fixture(scope="module")
+def tiny_flatten():
+    """A flat CNN whose head is Flatten + Dense (logits), so the gradients vary over the feature map."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((32, 32, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    out = layers.Dense(3, name="logits")(layers.Flatten()(x))
+    return keras.Model(inp, out, name="tiny_flatten")
+
+
+def _activations_and_grads(model, frames: np.ndarray, class_ids, nested: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(A, G) at conv2 for the given classes, float64, by a route independent of the engine's hooks."""
+    import keras
+    import tensorflow as tf
+
+    x = tf.constant(frames / 255.0, tf.float32)
+    dense = model.layers[-1]
+    with tf.GradientTape() as tape:
+        if nested:
+            a = model.layers[1](x)
+            tape.watch(a)
+            h = a
+            for layer in model.layers[2:-1]:
+                h = layer(h, training=False)
+        else:
+            a, h = keras.Model(model.inputs, [model.get_layer("conv2").output, dense.input])(x, training=False)
+        logits = tf.matmul(h, dense.kernel) + dense.bias  # pre-softmax, whatever the final activation
+        score = tf.reduce_sum(tf.gather(logits, np.asarray(class_ids), batch_dims=1))
+    g = tape.gradient(score, a)
+    return a.numpy().astype(np.float64), g.numpy().astype(np.float64)
+
+
+def get_2d_projection(activation_batch: np.ndarray) -> np.ndarray:
+    """pytorch-grad-cam's ``utils/svd_on_activations.get_2d_projection``, channels last; (N, h, w) raw."""
+    activation_batch = np.where(np.isnan(activation_batch), 0, activation_batch)
+    projections = []
+    for activations in activation_batch:
+        reshaped = activations.reshape(-1, activations.shape[-1])  # (h*w, c)
+        reshaped = reshaped - reshaped.mean(axis=0)
+        _, _, vt = np.linalg.svd(reshaped, full_matrices=True)
+        projections.append((reshaped @ vt[0, :]).reshape(activations.shape[:2]))
+    return np.array(projections)
+
+
+def _signed_projection(m: np.ndarray) -> np.ndarray:
+    """The projection with the engine's sign convention: positively correlated with the channel sum."""
+    p = get_2d_projection(m)
+    total = m.sum(axis=-1)
+    for i in range(len(p)):
+        if (p[i] * (total[i] - total[i].mean())).sum() < 0:
+            p[i] = -p[i]
+    return p
+
+
+def _reference(method: str, a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The raw map (before ReLU and normalisation) from pytorch-grad-cam's formulas."""
+    if method == "xgradcam":
+        w = (g * a / (a.sum(axis=(1, 2), keepdims=True) + 1e-7)).sum(axis=(1, 2))
+        return np.einsum("bhwc,bc->bhw", a, w)
+    if method == "hirescam":
+        return (g * a).sum(axis=-1)
+    if method == "gradcam-elementwise":
+        return np.maximum(g * a, 0).sum(axis=-1)
+    if method == "layercam":
+        return (np.maximum(g, 0) * a).sum(axis=-1)
+    if method == "eigencam":
+        return _signed_projection(a)
+    if method == "eigengradcam":
+        return _signed_projection(g * a)
+    raise AssertionError(method)
+
+
+def _normalise(cam: np.ndarray) -> np.ndarray:
+    cam = np.maximum(cam, 0)
+    return cam / (cam.reshape(len(cam), -1).max(axis=1)[:, None, None] + 1e-7)
+
+
+@pytest.mark.parametrize("method", NEW)
+@pytest.mark.parametrize("name", ["tiny_flat", "tiny_flatten", "tiny_nested"])
+def test_method_matches_numpy_formula(request, name, method, random_frames):
+    model = request.getfixturevalue(name)
+    engine = CamEngine(classifier_for(model), layer="conv2", method=method)
+    frames = random_frames(3)
+    for class_index in (None, 1):
+        r = engine.run(frames, class_index=class_index)
+        if class_index is None:
+            np.testing.assert_array_equal(r.class_ids, r.probabilities.argmax(axis=1))
+        else:
+            np.testing.assert_array_equal(r.class_ids, [1, 1, 1])
+        a, g = _activations_and_grads(model, frames, r.class_ids, nested=name == "tiny_nested")
+        want = _normalise(_reference(method, a, g))
+        assert r.cams.shape == want.shape == (3, 16, 16)
+        np.testing.assert_allclose(r.cams, want, atol=2e-4)
+        assert (r.cams.reshape(3, -1).max(axis=1) > 0.99).all()  # the random models give non-trivial maps
+
+
+def test_hirescam_differs_from_gradcam_when_gradients_vary(tiny_flatten, random_frames):
+    """With a Flatten head the gradients vary over the map, so the element-wise methods are not Grad-CAM."""
+    clf = classifier_for(tiny_flatten)
+    frames = random_frames(2)
+    grad = CamEngine(clf, method="gradcam").run(frames).cams
+    for method in ("hirescam", "gradcam-elementwise", "layercam"):
+        assert not np.allclose(CamEngine(clf, method=method).run(frames).cams, grad, atol=1e-2)
+
+
+def test_eigencam_projection_is_pytorch_grad_cams_up_to_sign(tiny_flatten, random_frames):
+    """The engine's map is get_2d_projection's, with its arbitrary SVD sign fixed (never the negated map)."""
+    frames = random_frames(3)
+    r = CamEngine(classifier_for(tiny_flatten), method="eigencam").run(frames)
+    a, _ = _activations_and_grads(tiny_flatten, frames, r.class_ids, nested=False)
+    raw = get_2d_projection(a)
+    for ours, theirs in zip(r.cams, raw):
+        assert any(np.allclose(ours, _normalise(s * theirs[None])[0], atol=2e-4) for s in (1, -1))
+    # Class-agnostic: another class gives the same map.
+    np.testing.assert_allclose(r.cams, CamEngine(classifier_for(tiny_flatten), method="eigencam").run(
+        frames, class_index=2).cams, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tiny_flat", "tiny_flatten"])
+def test_layercam_agrees_with_tf_keras_vis(request, name, random_frames):
+    from tf_keras_vis.layercam import Layercam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    model = request.getfixturevalue(name)
+    frames = random_frames(4)
+    ours = CamEngine(classifier_for(model), layer="conv2", method="layercam").run(frames)
+    oracle = Layercam(model, model_modifier=ReplaceToLinear(), clone=True)
+    theirs = oracle(CategoricalScore(list(ours.class_ids)), frames.astype(np.float32) / 255.0,
+                    penultimate_layer="conv2", seek_penultimate_conv_layer=False, expand_cam=False,
+                    normalize_cam=False)
+    np.testing.assert_allclose(ours.cams, _normalise(np.asarray(theirs, np.float64)), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", NEW + ("gradcam++",))
+def test_batch_gives_same_maps_as_singles(tiny_flatten, method, random_frames):
+    engine = CamEngine(classifier_for(tiny_flatten), method=method)
+    frames = random_frames(3)
+    both = engine.run(frames)
+    for i in range(3):
+        alone = engine.run(frames[i : i + 1])
+        np.testing.assert_allclose(both.cams[i], alone.cams[0], atol=1e-5)
+        assert both.class_ids[i] == alone.class_ids[0]
+    assert not np.allclose(both.cams[0], both.cams[1], atol=1e-3)  # per-image maps, not a batch average
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nested_model_gives_maps(tiny_nested, method, random_frames):
+    engine = CamEngine(classifier_for(tiny_nested, ["cat", "dog"]), method=method)
+    assert engine.layer_name == "base/conv2" and engine.method == method
+    r = engine.run(random_frames(2), class_index=0)
+    assert r.cams.shape == (2, 16, 16) and np.isfinite(r.cams).all()
+    assert r.cams.min() >= 0 and r.cams.max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_all_zero_feature_maps_stay_zero(tiny_flat, method):
+    """A dead layer, and a zero input through zero-bias convolutions: zero maps, no NaN."""
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", kernel_initializer="zeros", name="dead")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(2, activation="softmax")(x)
+    r = CamEngine(classifier_for(keras.Model(inp, out)), method=method).run(np.full((2, 16, 16, 3), 200, np.uint8))
+    assert np.isfinite(r.cams).all() and (r.cams == 0).all()
+    r = CamEngine(classifier_for(tiny_flat), method=method).run(np.zeros((2, 32, 32, 3), np.uint8))
+    assert np.isfinite(r.cams).all() and (r.cams == 0).all()
+    assert np.isfinite(r.probabilities).all()
+
+
+@pytest.mark.parametrize("method", ["eigencam", "hirescam"])
+def test_empty_batch(tiny_flat, method):
+    r = CamEngine(classifier_for(tiny_flat), method=method).run(np.zeros((0, 32, 32, 3), np.uint8))
+    assert r.cams.shape == (0, 16, 16) and r.probabilities.shape == (0, 3)
+
+
+# -- the registry --------------------------------------------------------------------------------------------
+
+
+def test_registry_names_and_order():
+    assert METHODS[0] == "gradcam"
+    assert set(METHODS) == {"gradcam", "gradcam++", "scorecam", *NEW}
+    assert len(METHODS) == len(set(METHODS))
+    from vidcam.cam import engine
+
+    assert engine.METHODS is METHODS
+    for name in METHODS:
+        cls = REGISTRY[name]
+        assert issubclass(cls, CamMethod) and cls.name == name
+        assert cls.__doc__ and ("arxiv" in cls.__doc__ or "ieee" in cls.__doc__)  # formula and paper
+
+
+@pytest.fixture
+def registered():
+    """Register test-only methods, then remove them so no other test sees them."""
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)
+
+
+def test_a_registered_method_is_usable_by_name(registered, tiny_flatten, random_frames):
+    @register("test-absgrad")
+    class AbsGradCAM(CamMethod):
+        """Grad-CAM with |G| averaged: w_c = mean_ij |G_ijc| (test only)."""
+
+        def weights(self, feature_map, grads):
+            import tensorflow as tf
+
+            return tf.reduce_mean(tf.abs(grads), axis=(1, 2))
+
+    frames = random_frames(2)
+    engine = CamEngine(classifier_for(tiny_flatten), method="test-absgrad")
+    assert engine.method == "test-absgrad"
+    r = engine.run(frames)
+    a, g = _activations_and_grads(tiny_flatten, frames, r.class_ids, nested=False)
+    np.testing.assert_allclose(r.cams, _normalise(np.einsum("bhwc,bc->bhw", a, np.abs(g).mean(axis=(1, 2)))),
+                               atol=1e-4)
+    with pytest.raises(UsageError, match="test-absgrad"):
+        CamEngine(classifier_for(tiny_flatten), method="lime")
+
+
+def test_a_registered_post_step_method_gets_the_forward_pass(registered, tiny_flatten, random_frames):
+    seen = {}
+
+    @register("test-post")
+    class MeanChannel(CamMethod):
+        """No gradients: the channel mean, rescaled after the step by the target score of the input (test only)."""
+
+        uses_gradients = False
+
+        def cam(self, feature_map, grads):
+            import tensorflow as tf
+
+            assert grads is None
+            return tf.reduce_mean(feature_map, axis=-1)
+
+        def post_step(self, cam, feature_map, inputs, class_ids, forward):
+            scores = forward(inputs).numpy()
+            seen["scores"] = scores[np.arange(len(class_ids)), class_ids]
+            seen["options"] = self.options
+            return cam - 1e9  # the engine's ReLU then zeroes everything
+
+    frames = random_frames(2)
+    r = CamEngine(classifier_for(tiny_flatten), method="test-post", method_options={"extra": 3}).run(frames)
+    assert (r.cams == 0).all()
+    logits = tiny_flatten.predict(frames / 255.0, verbose=0)
+    np.testing.assert_allclose(seen["scores"], logits[np.arange(2), r.class_ids], atol=1e-4)
+    assert seen["options"]["extra"] == 3 and "scorecam_channels" in seen["options"]
+
+
+def test_duplicate_name_is_refused(registered):
+    with pytest.raises(UsageError, match="already registered"):
+        register("gradcam")(type("Other", (CamMethod,), {}))
+
+
+def test_method_without_weights_or_cam_says_so(registered, tiny_flat):
+    register("test-empty")(type("Empty", (CamMethod,), {}))
+    with pytest.raises(NotImplementedError, match="weights"):
+        CamEngine(classifier_for(tiny_flat), method="test-empty").run(np.zeros((1, 32, 32, 3), np.uint8))
+
+
+def test_unknown_method_lists_the_registry(tiny_flat):
+    with pytest.raises(UsageError) as e:
+        CamEngine(classifier_for(tiny_flat), method="lime")
+    assert all(name in str(e.value) for name in cam_methods.method_names())
