@@ -85,10 +85,10 @@ def bench_book(exe: str, clip: Path, work: Path, model, max_frames: int | None) 
 
 def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
     """Each stage alone, on the same clip, as the pipeline runs it."""
-    from vidcam.media.ffmpeg_cmd import decode_args, encode_args
+    from vidcam.media.ffmpeg_cmd import EncodeTarget, decode_args, encode_args
     from vidcam.media.probe import probe
-    from vidcam.media.process import write_frame
     from vidcam.media.render import Renderer, format_label, shrink_to_model
+    from vidcam.media.sink import VideoSink
 
     info = probe(clip)
     w, h = info.width, info.height
@@ -127,15 +127,16 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
     t0 = time.perf_counter()
     rendered = [renderer(frames[i], cams[i], labels[i]) for i in range(n)]
     out["render"] = rate(n, time.perf_counter() - t0)
-    # encode (default preset), from frames in memory
+    # encode (default preset), from frames in memory, each with its time (as the video job sends them)
     with tempfile.TemporaryDirectory() as d:
-        args = encode_args(exe, Path(d) / "enc.mp4", width=w, height=h, rate=info.fps)
+        target = EncodeTarget(w, h, info.time_base)
+        sink = VideoSink(lambda first: encode_args(exe, Path(d) / "enc.mp4", target, first_pts=first),
+                         what="ffmpeg (encoding)")
+        period = round(1e9 / float(info.fps))
         t0 = time.perf_counter()
-        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        for f in rendered:
-            write_frame(proc.stdin, f)
-        proc.stdin.close()
-        proc.wait()
+        for i, f in enumerate(rendered):
+            sink.write(f, i * period)
+        sink.close(n * period)
         out["encode"] = rate(n, time.perf_counter() - t0)
     return out
 

@@ -71,7 +71,9 @@ def main() -> int:
     import imageio_ffmpeg
 
     from vidcam.cli import load_tensorflow
-    from vidcam.cluster import process_videos, ray_session
+    from vidcam.cluster import RayExecutor, ray_session
+    from vidcam.jobs.executors import LocalExecutor
+    from vidcam.jobs.videos import process_videos
 
     load_tensorflow()
     exe = imageio_ffmpeg.get_ffmpeg_exe()
@@ -83,14 +85,14 @@ def main() -> int:
                  for i in range(args.videos)]
 
         t0 = time.perf_counter()
-        local = process_videos(clips, work / "local", engine="local", model=model)
+        local = process_videos(clips, work / "local", executor=LocalExecutor(), model=model)
         t_local = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         with ray_session() as ray:
             t_init = time.perf_counter() - t0
             t1 = time.perf_counter()
-            on_ray = process_videos(clips, work / "ray", engine="ray", model=model, workers=args.workers)
+            on_ray = process_videos(clips, work / "ray", executor=RayExecutor(workers=args.workers), model=model)
             t_ray_after = time.perf_counter() - t1
             cpus = int(ray.cluster_resources().get("CPU", 0))
         t_ray = time.perf_counter() - t0

@@ -54,6 +54,17 @@ def decoded_frames(path: Path) -> int:
     return sum(1 for line in out.splitlines() if line and not line.startswith("#"))
 
 
+def frame_times(path: Path) -> list[float]:
+    """Every decoded frame's presentation time in seconds from the file's start, as ffmpeg itself decodes them."""
+    out = subprocess.run(
+        [ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:V:0",
+         "-fps_mode", "passthrough", "-f", "framemd5", "-"], capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    tb = next(line.split(":")[1].strip() for line in out.splitlines() if line.startswith("#tb 0"))
+    num, den = (int(v) for v in tb.split("/"))
+    return [int(line.split(",")[2]) * num / den for line in out.splitlines() if line and not line.startswith("#")]
+
+
 def stream_dump(path: Path) -> str:
     """ffmpeg's own description of the file (the ``-i`` dump on stderr)."""
     return subprocess.run([ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, text=True,

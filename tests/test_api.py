@@ -9,6 +9,17 @@ import vidcam
 
 # The public surface, locked: adding or removing a name is a deliberate change made here too.
 PUBLIC = {
+    "TrainOptions",
+    "ImageOptions",
+    "EvalOptions",
+    "CompareOptions",
+    "RenderOptions",
+    "EncodeOptions",
+    "VideoOptions",
+    "FramesOptions",
+    "LocalExecutor",
+    "RayExecutor",
+    "ModelSpec",
     "BatchReport",
     "COLORMAPS",
     "CamEngine",

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "vidcam"
 
@@ -60,7 +58,6 @@ def _private_attributes(path: Path):
             yield node.value.id, node.attr, node.lineno
 
 
-@pytest.mark.xfail(strict=True, reason="cluster still reaches into the frames job (fixed by the one frames job)")
 def test_no_private_name_is_imported_across_modules():
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -72,3 +69,24 @@ def test_no_private_name_is_imported_across_modules():
             if any(part.startswith("_") for part in module.split(".")):
                 offenders.append(f"{path.relative_to(ROOT)}:{line}: private module {module}")
     assert not offenders, "\n".join(offenders)
+
+
+def _functions():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path.relative_to(ROOT), node
+
+
+def test_functions_are_short_and_library_functions_take_few_parameters():
+    """No function over 80 lines; no library function over 10 parameters (a CLI command has one per option)."""
+    long_ones, wide_ones = [], []
+    for path, fn in _functions():
+        if fn.end_lineno - fn.lineno + 1 > 80:
+            long_ones.append(f"{path}:{fn.lineno} {fn.name} ({fn.end_lineno - fn.lineno + 1} lines)")
+        a = fn.args
+        params = [x for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+        if str(path) != "vidcam/cli.py" and len(params) + bool(a.vararg) + bool(a.kwarg) > 10:
+            wide_ones.append(f"{path}:{fn.lineno} {fn.name} ({len(params)} parameters)")
+    assert not long_ones, "\n".join(long_ones)
+    assert not wide_ones, "\n".join(wide_ones)

@@ -130,5 +130,5 @@ def test_version_and_help():
     assert r.exit_code == 0 and r.stdout.strip() == f"vidcam {vidcam.__version__}"
     r = invoke("--help")
     assert r.exit_code == 0
-    for command in ("video", "image", "frames", "train", "evaluate", "compare", "models"):
+    for command in ("video", "image", "frames", "train", "evaluate", "compare", "models", "info", "methods"):
         assert command in r.stdout

@@ -2,7 +2,7 @@
 
 One local Ray instance (``ray.init(num_cpus=2)``) serves the whole module; vidcam uses it as it is (a Ray
 already connected in the process is never shut down by vidcam) and the fixture shuts it down at the end.
-Real ffmpeg clips, a tiny real Keras model saved as ``.keras``, real Ray actors and Ray Data.
+Real ffmpeg clips, a tiny real Keras model saved as ``.keras``, real Ray actors.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from vidcam import FramesOptions, RayExecutor
 from vidcam.cli import app
 from vidcam.errors import EXIT_SKIPPED, EXIT_USAGE, ModelError, UsageError
 
@@ -134,11 +135,12 @@ def test_ray_videos_are_the_local_videos(video_runs):
 
 
 def test_process_videos_library_report(ray_local, data, tmp_path):
-    from vidcam.cluster import process_videos
+    from vidcam.cluster import RayExecutor
+    from vidcam.jobs.videos import process_videos
 
     seen = []
     report = process_videos([data["clips"] / "clip1.mp4", data["clips"] / "clip4_corrupt.mp4"], tmp_path,
-                            engine="ray", model=str(data["model"]), retries=1, on_result=seen.append)
+                            executor=RayExecutor(retries=1), model=str(data["model"]), on_result=seen.append)
     assert report.engine == "ray" and report.exit_code == EXIT_SKIPPED
     ok, bad = report.items  # in input order, whatever order they finished in
     assert ok.ok and ok.summary.frames == 25 and ok.attempts == 1 and ok.worker
@@ -207,8 +209,8 @@ def test_ray_resumes_a_local_run_and_skips_frames_done(frame_runs, data, tmp_pat
     (out / "result_0002.jpg").unlink()
     (out / "result_0010.jpg").write_bytes(b"\xff\xd8 torn")  # a picture cut short: redone
     skipped = []
-    s = label_frames_ray(data["frames"], out, model=data["model"], batch_size=4, retries=0,
-                         on_skip=lambda name, reason: skipped.append(name))
+    s = label_frames_ray(data["frames"], out, model=data["model"], on_skip=lambda name, reason: skipped.append(name),
+                         options=FramesOptions(batch_size=4), cluster=RayExecutor(retries=0))
     assert (s.total, s.processed, s.reused) == (12, 2, 9)
     assert [name for name, _ in s.failed] == skipped == ["frame7.jpg"]
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("result_*.jpg")}
@@ -217,11 +219,38 @@ def test_ray_resumes_a_local_run_and_skips_frames_done(frame_runs, data, tmp_pat
     same_labels(read_csv(local / "labels.csv"), read_csv(out / "labels.csv"))
 
 
+def test_every_frames_option_behaves_the_same_on_both_executors(ray_local, data, tmp_path):
+    """One job, two executors: --metrics (once local only), the labels formats and the encoder defaults agree."""
+    from vidcam.cluster import RayExecutor
+    from vidcam.jobs.executors import LocalExecutor
+    from vidcam.jobs.frames import FramesOptions, label_frames
+    from vidcam.jobs.video import VideoOptions
+    from vidcam.media.ffmpeg_cmd import DEFAULT_PRESET
+
+    # One default each: the frames job's encoder is the video job's (the Ray path once defaulted to veryfast).
+    assert FramesOptions().encode == VideoOptions().encode and FramesOptions().encode.preset == DEFAULT_PRESET
+    runs = {}
+    for name, executor in (("local", LocalExecutor()), ("ray", RayExecutor(retries=0))):
+        out = tmp_path / name
+        opts = FramesOptions(metrics=True, json_lines=True, labels_out=out / "labels.parquet", batch_size=4)
+        s = label_frames(data["frames"], out, model=str(data["model"]), options=opts, executor=executor)
+        assert s.processed == 11 and s.metrics is not None and s.metrics["frames"] == 11
+        runs[name] = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    local, on_ray = runs["local"], runs["ray"]
+    assert len(local) == len(on_ray) == 12  # 11 frames and the summary line
+    for a, b in zip(local[:-1], on_ray[:-1]):
+        assert a["file"] == b["file"]
+        assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+        for k in ("average_drop", "deletion_auc", "insertion_auc"):
+            assert abs(a["metrics"][k] - b["metrics"][k]) < 1e-3, (k, a, b)
+
+
 # -- options and errors ----------------------------------------------------------------------------------------
 
 
 def test_usage_errors_before_any_work(data, tmp_path):
-    from vidcam.cluster import EngineSpec, process_videos
+    from vidcam.cam.spec import ModelSpec, portable_spec
+    from vidcam.jobs.videos import process_videos
 
     r = runner.invoke(app, ["video", str(data["clips"] / "clip1.mp4"), "--address", "auto"])
     assert r.exit_code == EXIT_USAGE and "--address" in r.stderr and "--engine ray" in r.stderr
@@ -239,39 +268,42 @@ def test_usage_errors_before_any_work(data, tmp_path):
     (twin / "clip1.mp4").write_bytes((data["clips"] / "clip1.mp4").read_bytes())
     with pytest.raises(UsageError, match="would both write"):
         process_videos([data["clips"] / "clip1.mp4", twin / "clip1.mp4"], tmp_path / "o")
-    with pytest.raises(UsageError, match="zoo name or a .keras path"):
-        EngineSpec.of(object())
+    with pytest.raises(UsageError, match="zoo name, a .keras path or a ModelSpec"):
+        portable_spec(object())
     with pytest.raises(ModelError, match="model file not found"):
-        EngineSpec.of(tmp_path / "missing.keras")
-    assert EngineSpec.of(data["model"]).model == str(data["model"])
-    assert EngineSpec.of("efficientnet_lite0").model == "efficientnet_lite0"
+        portable_spec(tmp_path / "missing.keras")
+    assert portable_spec(data["model"]).model == str(data["model"])
+    assert ModelSpec("efficientnet_lite0").portable().model == "efficientnet_lite0"
 
 
 def test_relative_model_paths_become_absolute(data, monkeypatch):
-    from vidcam.cluster import EngineSpec
+    from vidcam.cam.spec import ModelSpec
 
     monkeypatch.chdir(data["dir"])
-    assert EngineSpec.of("tiny.keras").model == str(data["model"])  # a worker's working folder is not ours
+    assert ModelSpec("tiny.keras").portable().model == str(data["model"])  # a worker's working folder is not ours
 
 
 def test_an_engine_the_workers_cannot_build_stops_the_run(ray_local, data, tmp_path):
-    from vidcam.cluster import ClusterError, process_videos
+    from vidcam.cam.spec import ModelSpec
+    from vidcam.cluster import ClusterError, RayExecutor
+    from vidcam.jobs.videos import process_videos
 
     with pytest.raises(ClusterError, match="the Ray workers cannot build the engine: no layer named 'nope'"):
-        process_videos([data["clips"] / "clip1.mp4"], tmp_path, engine="ray", model=data["model"], layer="nope")
+        process_videos([data["clips"] / "clip1.mp4"], tmp_path, executor=RayExecutor(),
+                       model=ModelSpec(data["model"], layer="nope"))
     assert not list(tmp_path.iterdir())
 
 
 def test_cluster_addresses_are_checked_before_ray_connects():
-    from vidcam.cluster import ClusterError, _check_reachable
+    from vidcam.cluster import ClusterError, check_reachable
 
     with pytest.raises(ClusterError, match="cannot reach the Ray cluster at 127.0.0.1:1: .*ray start --head"):
-        _check_reachable("127.0.0.1:1")  # Ray itself would retry for minutes
+        check_reachable("127.0.0.1:1")  # Ray itself would retry for minutes
     with pytest.raises(ClusterError, match="ray://127.0.0.1:1"):
-        _check_reachable("ray://127.0.0.1:1")
+        check_reachable("ray://127.0.0.1:1")
     with pytest.raises(UsageError, match="not auto, HOST:PORT or ray://HOST:PORT"):
-        _check_reachable("nonsense")
-    _check_reachable("auto")  # left to Ray
+        check_reachable("nonsense")
+    check_reachable("auto")  # left to Ray
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch):

@@ -19,6 +19,7 @@ from clips import decoded_frames, make_clip, run, save_tiny_keras
 from conftest import classifier_for
 from typer.testing import CliRunner
 
+from vidcam import FramesOptions, RenderOptions
 from vidcam.errors import InputError, UsageError
 from vidcam.jobs.frames import JOURNAL_NAME, label_frames, list_frames, natural_key, parse_rate
 from vidcam.media.probe import probe
@@ -72,13 +73,16 @@ def test_frames_with_one_corrupt_file_resume_force_and_video(engine, tmp_path):
     (src / "frame5.jpg").write_bytes(os.urandom(600))  # corrupt
     out = tmp_path / "res"
     skipped = []
-    s = label_frames(src, out, model=engine, to_video=tmp_path / "v.mp4", fps="30000/1001",
-                     on_skip=lambda f, r: skipped.append(f))
+    s = label_frames(src, out, model=engine, on_skip=lambda f, r: skipped.append(f),
+                     options=FramesOptions(to_video=tmp_path / "v.mp4", fps="30000/1001"))
     assert (s.total, s.processed, s.reused) == (12, 11, 0)
     assert [f for f, _ in s.failed] == skipped == ["frame5.jpg"]
     assert "not an image" in s.failed[0][1]
     rows = read_labels(out / "labels.csv")
-    assert list(rows[0]) == ["file", "label", "probability", "label_2", "probability_2", "label_3", "probability_3"]
+    # The same prediction columns as every vidcam CSV (class_id included), after the file and its result picture.
+    assert list(rows[0]) == ["file", "result", "label", "probability", "class_id", "label_2", "probability_2",
+                             "class_id_2", "label_3", "probability_3", "class_id_3"]
+    assert rows[0]["result"] == "result_0001.jpg" and {r["class_id"] for r in rows} <= {"0", "1", "2"}
     assert [r["file"] for r in rows] == [f"frame{i}.jpg" for i in range(1, 13) if i != 5]  # natural order
     probs = [[float(r[k]) for k in ("probability", "probability_2", "probability_3")] for r in rows]
     assert all(p == sorted(p, reverse=True) and abs(sum(p) - 1) < 1e-3 for p in probs)  # 3 classes: sums to 1
@@ -103,13 +107,13 @@ def test_frames_with_one_corrupt_file_resume_force_and_video(engine, tmp_path):
     assert [r["file"] for r in read_labels(out / "labels.csv")] == [f"frame{i}.jpg" for i in range(1, 13)]
     assert cv2.imread(str(out / "result_0007.jpg")) is not None
     # --force redoes everything; --json writes labels.jsonl.
-    s4 = label_frames(src, out, model=engine, force=True, json_lines=True)
+    s4 = label_frames(src, out, model=engine, options=FramesOptions(force=True, json_lines=True))
     assert (s4.processed, s4.reused) == (12, 0)
     objs = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
     assert [o["file"] for o in objs] == [f"frame{i}.jpg" for i in range(1, 13)]
     assert objs[0]["result"] == "result_0001.jpg" and len(objs[0]["predictions"]) == 3
     # Other settings make earlier results invalid.
-    s5 = label_frames(src, out, model=engine, layout="side-by-side")
+    s5 = label_frames(src, out, model=engine, options=FramesOptions(render=RenderOptions(layout="side-by-side")))
     assert s5.processed == 12
     assert cv2.imread(str(out / "result_0001.jpg")).shape == (120, 320, 3)
 
@@ -119,7 +123,7 @@ def test_frames_bad_options(engine, tmp_path):
     with pytest.raises(UsageError, match="frame folder"):
         label_frames(src, src, model=engine)
     with pytest.raises(UsageError, match="must end in"):
-        label_frames(src, tmp_path / "o", model=engine, to_video=tmp_path / "v.gif")
+        label_frames(src, tmp_path / "o", model=engine, options=FramesOptions(to_video=tmp_path / "v.gif"))
     s = label_frames(src, None, model=engine)
     assert s.output_dir == str(tmp_path / "frames_results") and s.processed == 2
 
@@ -150,8 +154,9 @@ def test_cli_frames_reports_skipped_file_and_exits_3(tiny_keras, tmp_path):
 def test_frames_resume_after_kill_9(tiny_keras, tmp_path):
     src = extract(tmp_path, 400, size="96x64")
     out = tmp_path / "res"
-    code = (f"from vidcam.jobs.frames import label_frames\n"
-            f"label_frames({str(src)!r}, {str(out)!r}, model={str(tiny_keras)!r}, batch_size=2)\n")
+    code = (f"from vidcam.jobs.frames import FramesOptions, label_frames\n"
+            f"label_frames({str(src)!r}, {str(out)!r}, model={str(tiny_keras)!r},\n"
+            f"             options=FramesOptions(batch_size=2))\n")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     p = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
     journal = out / JOURNAL_NAME
@@ -171,7 +176,7 @@ def test_frames_resume_after_kill_9(tiny_keras, tmp_path):
     from vidcam.cam.engine import CamEngine
     from vidcam.models.zoo import load_classifier
 
-    s = label_frames(src, out, model=CamEngine(load_classifier(tiny_keras)), batch_size=16)
+    s = label_frames(src, out, model=CamEngine(load_classifier(tiny_keras)), options=FramesOptions(batch_size=16))
     assert s.failed == [] and s.reused == done_before and s.processed + s.reused == 400
     rows = read_labels(out / "labels.csv")
     assert [r["file"] for r in rows] == [f"frame{i}.jpg" for i in range(1, 401)]

@@ -25,6 +25,7 @@ from conftest import CHELSEA, DOG
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from vidcam import VideoOptions
 from vidcam.errors import VidcamError
 
 # A generous per-example bound: it catches a hang or a decompression bomb, not slowness.
@@ -193,7 +194,7 @@ def test_video_pipeline_on_mutated_files(mp4_seed, tiny_engine, data):
         src, out = Path(d) / "fuzz.mp4", Path(d) / "out" / "heat.mp4"
         src.write_bytes(raw)
         try:
-            summary = process_video(src, out, model=tiny_engine, batch_size=4)
+            summary = process_video(src, out, model=tiny_engine, options=VideoOptions(batch_size=4))
         except VidcamError as e:
             assert str(e)
             assert not out.exists()

@@ -12,10 +12,12 @@ import pytest
 from conftest import CHELSEA, DOG, classifier_for
 from typer.testing import CliRunner
 
+from vidcam import FramesOptions, VideoOptions
 from vidcam.cam.engine import CamEngine
 from vidcam.cam.metrics import CamMetrics, auc, baseline_image, evaluate, evaluate_batch, importance_order, summarize
 from vidcam.errors import UsageError
-from vidcam.jobs.compare import DEFAULT_METHODS
+from vidcam.jobs.compare import DEFAULT_METHODS, CompareOptions
+from vidcam.jobs.image import ImageOptions
 
 
 def sigmoid(z: float) -> float:
@@ -231,7 +233,7 @@ def test_explain_images_with_metrics(tiny_flat, pictures, tmp_path):
     from vidcam.jobs.image import explain_images
 
     clf = classifier_for(tiny_flat)
-    with_m = explain_images(pictures, None, model=clf, metrics=True)
+    with_m = explain_images(pictures, None, model=clf, options=ImageOptions(metrics=True))
     assert all(isinstance(r.metrics, CamMetrics) for r in with_m)
     assert with_m[0].metrics.class_id == with_m[0].predictions[0].class_id
     assert json.loads(json.dumps(with_m[0].as_dict()))["metrics"]["deletion_auc"] == pytest.approx(
@@ -246,7 +248,8 @@ def test_compare_methods_writes_panels_and_skips_bad_files(tiny_flat, pictures, 
     out = tmp_path / "out"
     seen = []
     results = compare_methods([pictures[0], tmp_path / "missing.png", pictures[1]], out,
-                              model=classifier_for(tiny_flat), steps=4, panel_height=60, on_result=seen.append)
+                              model=classifier_for(tiny_flat), on_result=seen.append, options=CompareOptions(steps=4,
+                                                   panel_height=60))
     assert [r.path for r in seen] == [str(tmp_path / "missing.png"), str(pictures[0]), str(pictures[1])]
     bad, good = results[0], results[1]
     assert bad.error and "no such file" in bad.error and not bad.metrics
@@ -258,10 +261,11 @@ def test_compare_methods_writes_panels_and_skips_bad_files(tiny_flat, pictures, 
     assert set(d["methods"]) == set(DEFAULT_METHODS) and d["class_id"] == good.class_id
     # The same class is explained by every method.
     assert {m.class_id for m in good.metrics.values()} == {good.class_id}
-    again = compare_methods([pictures[0]], out, model=classifier_for(tiny_flat), methods=["gradcam"], steps=2)
+    again = compare_methods([pictures[0]], out, model=classifier_for(tiny_flat),
+                            options=CompareOptions(methods=["gradcam"], steps=2))
     assert "already exists" in again[0].error
     with pytest.raises(UsageError, match="unknown method"):
-        compare_methods([pictures[0]], None, model=classifier_for(tiny_flat), methods=["lime"])
+        compare_methods([pictures[0]], None, model=classifier_for(tiny_flat), options=CompareOptions(methods=["lime"]))
 
 
 # -- CLI (the real default model) ---------------------------------------------------------------------------
@@ -318,8 +322,8 @@ def clip(tmp_path_factory):
 def test_video_metrics_every_n_frames_in_labels_and_summary(flat_engine, clip, tmp_path):
     from vidcam.jobs.video import process_video
 
-    s = process_video(clip, tmp_path / "o.mp4", model=flat_engine, labels_out=tmp_path / "l.jsonl", metrics=True,
-                      metrics_every=3)
+    s = process_video(clip, tmp_path / "o.mp4", model=flat_engine, labels_out=tmp_path / "l.jsonl",
+                      options=VideoOptions(metrics=True, metrics_every=3))
     rows = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
     frames, last = rows[:-1], rows[-1]
     assert len(frames) == s.frames == 10
@@ -329,8 +333,8 @@ def test_video_metrics_every_n_frames_in_labels_and_summary(flat_engine, clip, t
     assert s.metrics["deletion_auc"] == pytest.approx(np.mean([r["metrics"]["deletion_auc"] for r in frames
                                                                if "metrics" in r]), abs=1e-5)
     assert s.as_dict()["metrics"] == s.metrics
-    s = process_video(clip, tmp_path / "o2.mp4", model=flat_engine, labels_out=tmp_path / "l.csv", metrics=True,
-                      metrics_every=5, top_k=2)
+    s = process_video(clip, tmp_path / "o2.mp4", model=flat_engine, labels_out=tmp_path / "l.csv",
+                      options=VideoOptions(metrics=True, metrics_every=5, top_k=2))
     rows = list(csv.reader((tmp_path / "l.csv").read_text().splitlines()))
     assert rows[0][-3:] == ["average_drop", "deletion_auc", "insertion_auc"]
     assert len(rows[1]) == len(rows[0]) and 0 <= float(rows[1][-1]) <= 1  # frame 0 measured
@@ -339,7 +343,7 @@ def test_video_metrics_every_n_frames_in_labels_and_summary(flat_engine, clip, t
     assert plain.metrics is None and "metrics" not in plain.as_dict()
     assert all("metrics" not in json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines())
     with pytest.raises(UsageError, match="metrics_every"):
-        process_video(clip, tmp_path / "o4.mp4", model=flat_engine, metrics=True, metrics_every=0)
+        process_video(clip, tmp_path / "o4.mp4", model=flat_engine, options=VideoOptions(metrics=True, metrics_every=0))
 
 
 def test_frames_metrics_per_frame_and_summary(flat_engine, tmp_path, rng):
@@ -349,14 +353,15 @@ def test_frames_metrics_per_frame_and_summary(flat_engine, tmp_path, rng):
     src.mkdir()
     for k in (1, 2, 10):
         cv2.imwrite(str(src / f"f{k}.png"), rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
-    s = label_frames(src, tmp_path / "out", model=flat_engine, json_lines=True, metrics=True)
+    s = label_frames(src, tmp_path / "out", model=flat_engine, options=FramesOptions(json_lines=True, metrics=True))
     lines = [json.loads(x) for x in (tmp_path / "out" / "labels.jsonl").read_text().splitlines()]
     assert [x["file"] for x in lines[:-1]] == ["f1.png", "f2.png", "f10.png"]
     assert all(0 <= x["metrics"]["insertion_auc"] <= 1 for x in lines[:-1])
     assert lines[-1] == {"metrics_summary": s.metrics} and s.metrics["frames"] == 3
     worst = s.metrics["worst"][0]
     assert worst["file"] == ["f1.png", "f2.png", "f10.png"][worst["frame"] - 1]  # numbered like result_0001
-    s = label_frames(src, tmp_path / "out", model=flat_engine, metrics=True)  # reused frames keep their metrics
+    s = label_frames(src, tmp_path / "out", model=flat_engine,
+                     options=FramesOptions(metrics=True))  # reused frames keep their metrics
     assert s.reused == 3 and s.metrics["frames"] == 3
     rows = (tmp_path / "out" / "labels.csv").read_text().splitlines()
     assert rows[0].endswith("average_drop,deletion_auc,insertion_auc") and len(rows) == 4
@@ -377,5 +382,3 @@ def test_cli_video_and_frames_metrics(tiny_flat, clip, tmp_path):
                             "--json", "-y"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["metrics"]["frames"] == 10
-    r = runner.invoke(app, ["frames", str(tmp_path), "--metrics", "--engine", "ray"])
-    assert r.exit_code == 2 and "--metrics" in r.stderr

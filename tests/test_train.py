@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from vidcam.cli import app
 from vidcam.errors import InputError, OutputError, UsageError
+from vidcam.jobs.train import TrainOptions
 
 runner = CliRunner()
 SIZE = 64
@@ -86,7 +87,8 @@ def trained(data_dir, tmp_path_factory):
 
     events = []
     out = tmp_path_factory.mktemp("model") / "cats_dogs.keras"
-    result = train_classifier(data_dir, out, img_size=SIZE, epochs=2, batch_size=16, progress=events.append)
+    result = train_classifier(data_dir, out, progress=events.append, options=TrainOptions(img_size=SIZE, epochs=2,
+                              batch_size=16))
     return result, events
 
 
@@ -391,7 +393,7 @@ def test_a_class_with_no_readable_image_fails_before_training(tmp_path):
     (root / "train" / "dog" / "a.jpg").write_bytes(b"garbage")
     events = []
     with pytest.raises(InputError, match="no readable training images of class dog"):
-        train_classifier(root, tmp_path / "m.keras", img_size=32, progress=events.append)
+        train_classifier(root, tmp_path / "m.keras", progress=events.append, options=TrainOptions(img_size=32))
     assert "epoch" not in [e.stage for e in events] and [e.stage for e in events].count("skip") == 1
 
 
@@ -404,7 +406,7 @@ def test_missing_data_folder_and_existing_output(tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         train_classifier(tmp_path, tmp_path / "m.keras")
     with pytest.raises(UsageError):
-        train_classifier(tmp_path, tmp_path / "m.keras", patience=-1)
+        train_classifier(tmp_path, tmp_path / "m.keras", options=TrainOptions(patience=-1))
 
 
 def test_split_is_reproducible_and_shared_with_evaluation(tmp_path):

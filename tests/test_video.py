@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import audio_codecs, decoded_frames, frame_at, make_clip, run, save_tiny_keras, stream_dump
+from clips import audio_codecs, decoded_frames, frame_at, frame_times, make_clip, run, save_tiny_keras, stream_dump
 from conftest import ROOT, classifier_for
 from typer.testing import CliRunner
 
+from vidcam import EncodeOptions, RenderOptions, VideoOptions
 from vidcam.errors import FFmpegError, InputError, OutputError, UsageError
 from vidcam.jobs.video import audio_codec_for, parse_time, process_video, smooth_maps
 from vidcam.media.probe import probe
@@ -39,7 +40,7 @@ CLIPS = {
                    audio=None, audio_mode="none"),
     "vfr": dict(make=dict(rate="30", seconds=2.0, vf="select='lt(n\\,20)+not(mod(n\\,3))'",
                           extra=("-fps_mode", "vfr")), suffix=".mp4", rate=None, size=(160, 120), audio="aac",
-                audio_mode="copy"),
+                audio_mode="aac"),  # the sound outlasts the last frame by 67 ms: cut to the picture, re-encoded
     "rotated": dict(make=None, suffix=".mp4", rate=Fraction(30000, 1001), size=(120, 160), audio="aac",
                     audio_mode="copy"),
 }
@@ -74,7 +75,8 @@ def runs(clips, engine, tmp_path_factory):
         labels = d / f"{name}.csv"
         # alpha 0 on the rotated clip: the output is the decoded frame itself, so orientation can be compared.
         alpha = 0.0 if name == "rotated" else 0.4
-        summary = process_video(src, d / f"{name}.mp4", model=engine, labels_out=labels, alpha=alpha)
+        summary = process_video(src, d / f"{name}.mp4", model=engine, labels_out=labels,
+                                options=VideoOptions(render=RenderOptions(alpha=alpha)))
         done[name] = (src, summary, d / f"{name}.mp4", labels)
     return done
 
@@ -120,8 +122,9 @@ def test_output_keeps_frames_rate_duration_size_audio(runs, name):
     with open(labels, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["frame"]) for r in rows] == list(range(n))
+    # Each label's time is its frame's own presentation time, as ffmpeg itself decodes the source.
     times = [float(r["time"]) for r in rows]
-    assert times[1] == pytest.approx(1 / float(summary.fps), abs=1e-6)
+    assert times == pytest.approx(frame_times(src), abs=1e-6)
     assert {r["label"] for r in rows} <= {"cat", "dog", "bird"}
     assert not [p for p in out.parent.iterdir() if ".part" in p.name]
 
@@ -145,21 +148,25 @@ def test_odd_size_padded_with_black_edge(runs):
 
 def test_start_and_duration_cut_video_and_audio(clips, engine, tmp_path):
     out, labels = tmp_path / "cut.mp4", tmp_path / "cut.jsonl"
-    s = process_video(clips["25fps"], out, model=engine, start=0.5, duration=1.0, labels_out=labels)
+    s = process_video(clips["25fps"], out, model=engine, labels_out=labels, options=VideoOptions(start=0.5,
+                      duration=1.0))
     info = probe(out)
     assert s.frames == decoded_frames(out) == 25
     assert info.duration == pytest.approx(1.0, abs=0.04)
     assert info.container_duration == pytest.approx(1.0, abs=0.06)  # the audio is cut too
     assert audio_codecs(out) == ["aac"]
     rows = [json.loads(line) for line in labels.read_text().splitlines()]
-    assert len(rows) == 25 and rows[0]["frame"] == 0 and rows[0]["time"] == pytest.approx(0.5)
+    # The first frame at or after 0.5 s is the one at 0.52 s; times count from the start (as ffmpeg -ss does).
+    assert len(rows) == 25 and rows[0]["frame"] == 0 and rows[0]["time"] == pytest.approx(0.02)
+    assert rows[-1]["time"] == pytest.approx(0.98)
     assert len(rows[0]["predictions"]) == 3
 
 
 def test_side_by_side_fixed_class_and_jsonl(clips, engine, tmp_path):
     out, labels = tmp_path / "sbs.mkv", tmp_path / "l.jsonl"
-    s = process_video(clips["silent"], out, model=engine, layout="side-by-side", class_index=2, top_k=2,
-                      labels_out=labels, smooth=0.6)
+    s = process_video(clips["silent"], out, model=engine, labels_out=labels,
+                      options=VideoOptions(render=RenderOptions(layout="side-by-side"), class_index=2, top_k=2,
+                                           smooth=0.6))
     info = probe(out)
     assert (info.width, info.height) == (320, 120)
     assert s.top_labels == [("bird", s.frames)]  # the fixed class is explained in every frame
@@ -199,14 +206,14 @@ def _bigbuckbunny() -> Path:
 def test_bigbuckbunny_720p_with_the_default_model(lite0_engine, tmp_path):
     src = _bigbuckbunny()
     out = tmp_path / "bbb.mp4"
-    s = process_video(src, out, model=lite0_engine, duration=2, labels_out=tmp_path / "bbb.csv")
+    s = process_video(src, out, model=lite0_engine, labels_out=tmp_path / "bbb.csv", options=VideoOptions(duration=2))
     src_info, info = probe(src), probe(out)
     assert src_info.fps == info.fps == 25
     assert s.frames == decoded_frames(out) == 50
     assert (info.width, info.height) == (1280, 720)
     assert info.duration == pytest.approx(2.0, abs=0.04)
-    assert audio_codecs(out) == ["aac"] and s.audio == "copy"
-    assert "5.1" in stream_dump(out)  # the source's 5.1 track, copied
+    assert audio_codecs(out) == ["aac"] and s.audio == "aac"  # cut to the picture's end: re-encoded
+    assert "5.1" in stream_dump(out)  # the source's 5.1 track, all its channels
     assert len((tmp_path / "bbb.csv").read_text().splitlines()) == 51
 
 
@@ -238,21 +245,22 @@ def test_outputs_are_checked_before_work(clips, engine, tmp_path):
         process_video(clips["silent"], out, model=engine)
     assert out.read_bytes() == b"keep me"
     with pytest.raises(OutputError, match="is the input"):
-        process_video(clips["silent"], clips["silent"], model=engine, overwrite=True)
+        process_video(clips["silent"], clips["silent"], model=engine, options=VideoOptions(overwrite=True))
     with pytest.raises(UsageError, match="must end in"):
         process_video(clips["silent"], tmp_path / "o.avi", model=engine)
     with pytest.raises(UsageError, match=".csv or .jsonl"):
         process_video(clips["silent"], tmp_path / "o.mp4", model=engine, labels_out=tmp_path / "l.txt")
     with pytest.raises(UsageError, match="after the end"):
-        process_video(clips["silent"], tmp_path / "o.mp4", model=engine, start=5)
+        process_video(clips["silent"], tmp_path / "o.mp4", model=engine, options=VideoOptions(start=5))
     with pytest.raises(UsageError, match="out of range"):
-        process_video(clips["silent"], tmp_path / "o.mp4", model=engine, class_index=3)
-    for bad in (dict(alpha=1.5), dict(smooth=1.0), dict(crf=60), dict(preset="warp"), dict(duration=0)):
+        process_video(clips["silent"], tmp_path / "o.mp4", model=engine, options=VideoOptions(class_index=3))
+    for bad in (lambda: RenderOptions(alpha=1.5), lambda: VideoOptions(smooth=1.0), lambda: EncodeOptions(crf=60),
+                lambda: EncodeOptions(preset="warp"), lambda: VideoOptions(duration=0)):
         with pytest.raises(UsageError):
-            process_video(clips["silent"], tmp_path / "o.mp4", model=engine, **bad)
+            bad()
     with pytest.raises(FFmpegError, match="not found"):
         process_video(clips["silent"], tmp_path / "o.mp4", model=engine, ffmpeg=str(tmp_path / "no-ffmpeg"))
-    s = process_video(clips["silent"], out, model=engine, overwrite=True)
+    s = process_video(clips["silent"], out, model=engine, options=VideoOptions(overwrite=True))
     assert s.frames == decoded_frames(out) == 25
     assert not list(tmp_path.glob(".*part*"))
 
@@ -387,3 +395,45 @@ def test_animated_gif_and_non_square_pixels(engine, tmp_path):
     process_video(anamorphic, tmp_path / "sar_out.mp4", model=engine)
     assert probe(tmp_path / "sar_out.mp4").sar == Fraction(4, 3)  # displayed 16:9, like the source
     assert "DAR 16:9" in stream_dump(tmp_path / "sar_out.mp4")
+
+
+# -- codecs and rates that must keep working (each frame at its own time, none lost) ---------------------------
+
+CODECS = {
+    "hevc": (".mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error")),
+    "vp9": (".webm", ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8")),
+    "av1": (".mkv", ("-c:v", "libsvtav1", "-preset", "12")),
+    "mpeg2": (".mpg", ("-c:v", "mpeg2video", "-q:v", "4")),
+    "mjpeg": (".avi", ("-c:v", "mjpeg", "-q:v", "4")),
+    "prores": (".mov", ("-c:v", "prores_ks", "-profile:v", "0")),
+}
+RATES = {"50": "50", "59.94": "60000/1001", "23.976": "24000/1001", "12": "12", "1": "1"}
+
+
+def _check_kept(src: Path, out: Path, summary, labels: Path) -> None:
+    n = decoded_frames(src)
+    assert summary.frames == n == decoded_frames(out)
+    src_info, out_info = probe(src), probe(out)
+    assert out_info.vfr == src_info.vfr and out_info.fps == src_info.fps
+    assert abs(out_info.duration - src_info.duration) <= src_info.duration / n + 1e-3
+    with labels.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["time"]) for r in rows] == pytest.approx(frame_times(src), abs=1e-4)
+    assert frame_times(out) == pytest.approx(frame_times(src), abs=1e-4)  # the output shows them at the same times
+
+
+@pytest.mark.parametrize("codec", list(CODECS))
+def test_codecs_keep_every_frame_at_its_time(codec, engine, tmp_path):
+    suffix, args = CODECS[codec]
+    src = tmp_path / f"src{suffix}"
+    run("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=0.6", "-pix_fmt", "yuv420p", *args, src)
+    out, labels = tmp_path / "out.mp4", tmp_path / "labels.csv"
+    _check_kept(src, out, process_video(src, out, model=engine, labels_out=labels), labels)
+
+
+@pytest.mark.parametrize("rate", list(RATES))
+def test_rates_keep_their_exact_fraction(rate, engine, tmp_path):
+    src = make_clip(tmp_path / "src.mp4", rate=RATES[rate], size="96x64", seconds=3.0 if rate == "1" else 0.5)
+    out, labels = tmp_path / "out.mp4", tmp_path / "labels.csv"
+    _check_kept(src, out, process_video(src, out, model=engine, labels_out=labels), labels)
+    assert probe(out).fps == Fraction(RATES[rate])

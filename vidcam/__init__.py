@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from vidcam.cam.engine import METHODS, CamEngine, CamResult
 from vidcam.cam.metrics import CamMetrics
-from vidcam.cluster import BatchReport, label_frames_ray, process_videos
+from vidcam.cam.spec import ModelSpec
+from vidcam.cluster import RayExecutor, label_frames_ray
 from vidcam.errors import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -22,19 +23,33 @@ from vidcam.errors import (
     VidcamError,
     WeightsError,
 )
-from vidcam.jobs.compare import CompareResult, compare_methods
-from vidcam.jobs.evaluate import EvalResult, evaluate_classifier
-from vidcam.jobs.frames import FramesSummary, label_frames
-from vidcam.jobs.image import ImageResult, Prediction, explain_images
-from vidcam.jobs.train import TrainEvent, TrainResult, train_classifier
-from vidcam.jobs.video import VideoSummary, process_video
+from vidcam.jobs.compare import CompareOptions, CompareResult, compare_methods
+from vidcam.jobs.evaluate import EvalOptions, EvalResult, evaluate_classifier
+from vidcam.jobs.executors import LocalExecutor
+from vidcam.jobs.frames import FramesOptions, FramesSummary, label_frames
+from vidcam.jobs.image import ImageOptions, ImageResult, Prediction, explain_images
+from vidcam.jobs.train import TrainEvent, TrainOptions, TrainResult, train_classifier
+from vidcam.jobs.video import VideoOptions, VideoSummary, process_video
+from vidcam.jobs.videos import BatchReport, process_videos
+from vidcam.media.ffmpeg_cmd import EncodeOptions
 from vidcam.media.images import fit_to_model, read_image
 from vidcam.media.probe import VideoInfo, probe
-from vidcam.media.render import COLORMAPS, LAYOUTS, overlay, render
+from vidcam.media.render import COLORMAPS, LAYOUTS, RenderOptions, overlay, render
 from vidcam.models.zoo import DEFAULT_MODEL, ZOO, Classifier, load_classifier
 from vidcam.version import __version__  # noqa: F401 - re-exported
 
 __all__ = [
+    "TrainOptions",
+    "ImageOptions",
+    "EvalOptions",
+    "CompareOptions",
+    "RenderOptions",
+    "EncodeOptions",
+    "VideoOptions",
+    "FramesOptions",
+    "LocalExecutor",
+    "RayExecutor",
+    "ModelSpec",
     "COLORMAPS",
     "DEFAULT_MODEL",
     "EXIT_FAILURE",

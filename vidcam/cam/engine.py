@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +26,9 @@ import numpy as np
 from vidcam.cam.methods import METHODS, CamMethod, get_method
 from vidcam.errors import LayerError, ModelError, UsageError
 from vidcam.models.preprocess import preprocess_pixels
-from vidcam.models.zoo import DEFAULT_MODEL, Classifier, load_classifier
+from vidcam.models.zoo import Classifier
 
-__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers", "get_engine"]
+__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers"]
 
 _EPS = 1e-7
 
@@ -311,16 +310,3 @@ class CamEngine:
         return np.concatenate(out).astype(np.float32)
 
 
-def get_engine(
-    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
-    *,
-    layer: str | None = None,
-    method: str = "gradcam",
-    weights: str | Path | None = None,
-    unsafe: bool = False,
-) -> CamEngine:
-    """An engine for a zoo name, a ``.keras`` path, a loaded classifier, or an existing engine (returned as is)."""
-    if isinstance(model, CamEngine):
-        return model
-    classifier = model if isinstance(model, Classifier) else load_classifier(model, weights=weights, unsafe=unsafe)
-    return CamEngine(classifier, layer=layer, method=method)

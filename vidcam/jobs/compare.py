@@ -15,13 +15,14 @@ import numpy as np
 from vidcam.cam.engine import CamEngine
 from vidcam.cam.methods import REGISTRY, method_names
 from vidcam.cam.metrics import DEFAULT_STEPS, CamMetrics, evaluate_batch
+from vidcam.cam.spec import ModelLike, ModelSpec
 from vidcam.errors import UsageError, VidcamError
 from vidcam.jobs.image import expand_paths, load_batches
-from vidcam.media.outputs import BatchOutputs, check_output, ensure_dir, write_image
-from vidcam.media.render import format_label, overlay
-from vidcam.models.zoo import DEFAULT_MODEL, Classifier, load_classifier
+from vidcam.media.outputs import BatchOutputs, check_output, ensure_dir, out_of_space, write_image
+from vidcam.media.render import RenderOptions, format_label, overlay
+from vidcam.models.zoo import DEFAULT_MODEL, Classifier
 
-__all__ = ["CompareResult", "DEFAULT_METHODS", "method_title", "compare_methods", "compare_panel"]
+__all__ = ["CompareResult", "DEFAULT_METHODS", "CompareOptions", "method_title", "compare_methods", "compare_panel"]
 
 DEFAULT_METHODS = ("gradcam", "gradcam++", "scorecam")
 
@@ -140,13 +141,16 @@ def compare_panel(
     return np.concatenate(out, axis=1)
 
 
-def _engines(model, methods: Sequence[str], layer, weights, unsafe) -> dict[str, CamEngine]:
+def _engines(model: ModelLike, methods: Sequence[str]) -> dict[str, CamEngine]:
+    """One engine per method on the same classifier and layer (an engine given for one method is reused)."""
+    layer = None
     if isinstance(model, CamEngine):
         clf, layer = model.classifier, model.layer_name
     elif isinstance(model, Classifier):
         clf = model
     else:
-        clf = load_classifier(model, weights=weights, unsafe=unsafe)
+        spec = model if isinstance(model, ModelSpec) else ModelSpec(model)
+        clf, layer = spec.classifier(), spec.layer
     engines = {}
     for m in methods:
         if isinstance(model, CamEngine) and model.method == m:
@@ -156,60 +160,106 @@ def _engines(model, methods: Sequence[str], layer, weights, unsafe) -> dict[str,
     return engines
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """What ``compare`` does (checked when made).
+
+    Attributes:
+        methods: which methods, in panel order (default: :data:`DEFAULT_METHODS`; any of ``vidcam methods``).
+        class_index: explain this class instead of each image's top-1.
+        fit: ``crop`` or ``squash``; default (None): the classifier's own.
+        steps: deletion/insertion curve steps (:func:`vidcam.cam.metrics.evaluate_batch`).
+        batch_size: images per engine call.
+        panel_height: height of each panel in the picture.
+        alpha, colormap: how the heat is drawn.
+        overwrite: replace existing outputs.
+
+    Raises:
+        UsageError: no method, an unknown one, or a bad drawing option.
+    """
+
+    methods: Sequence[str] = DEFAULT_METHODS
+    class_index: int | None = None
+    fit: str | None = None
+    steps: int = DEFAULT_STEPS
+    batch_size: int = 8
+    panel_height: int = 240
+    alpha: float = 0.4
+    colormap: str = "jet"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        methods = tuple(dict.fromkeys(self.methods))
+        if not methods:
+            raise UsageError("no methods to compare: give at least one of " + ", ".join(method_names()))
+        for m in methods:
+            if m not in REGISTRY:
+                raise UsageError(f"unknown method {m!r}: use one of {', '.join(method_names())}")
+        object.__setattr__(self, "methods", methods)
+        RenderOptions(alpha=self.alpha, colormap=self.colormap, fit=self.fit or "squash")  # checks them
+
+
+def _compare_batch(b, engines: dict[str, CamEngine], o: CompareOptions) -> list[CompareResult]:
+    """Every method's map of one batch (the first method's classes for all), measured, drawn and written."""
+    methods = list(o.methods)
+    first = engines[methods[0]]
+    clf = first.classifier
+    res = first.run(b.fitted, o.class_index)
+    cams = {methods[0]: res.cams}
+    for m in methods[1:]:
+        cams[m] = engines[m].run(b.fitted, res.class_ids).cams  # the same class for every method
+    measured = {m: evaluate_batch(first, b.fitted, cams[m], res.class_ids, steps=o.steps) for m in methods}
+    results = []
+    for i, p in enumerate(b.paths):
+        cid = int(res.class_ids[i])
+        r = CompareResult(
+            str(p), class_id=cid, label=clf.class_names[cid], probability=float(res.probabilities[i, cid]),
+            metrics={m: measured[m][i] for m in methods}, cams={m: cams[m][i] for m in methods},
+        )
+        if b.extras[i] is not None:
+            try:
+                picture = compare_panel(b.images[i], r.cams, r.metrics, format_label(r.label, r.probability),
+                                        window=b.windows[i], height=o.panel_height, alpha=o.alpha,
+                                        colormap=o.colormap)
+                r.output = str(write_image(b.extras[i], picture))
+            except VidcamError as e:
+                if out_of_space(e):  # every later image would fail the same way: stop, as image and frames do
+                    raise
+                r.error = str(e)
+        results.append(r)
+    return results
+
+
 def compare_methods(
     paths: Iterable[str | Path],
     output_dir: str | Path | None = ".",
     *,
-    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    layer: str | None = None,
-    weights: str | Path | None = None,
-    unsafe: bool = False,
-    class_index: int | None = None,
-    fit: str | None = None,
-    steps: int = DEFAULT_STEPS,
-    batch_size: int = 8,
-    panel_height: int = 240,
-    render_options: dict | None = None,
-    overwrite: bool = False,
+    model: ModelLike = DEFAULT_MODEL,
+    options: CompareOptions | None = None,
     on_result: Callable[[CompareResult], None] | None = None,
 ) -> list[CompareResult]:
     """Explain each image with several CAM methods, measure each map and write ``<stem>_compare.jpg``.
 
-    A file that cannot be read or written is reported in its result's ``error`` and skipped; the rest go on.
+    A file that cannot be read or written is reported in its result's ``error`` and skipped; the rest go on; a
+    full disk stops the run (every later picture would fail the same way).
 
     Args:
         paths: image files (globs expanded).
         output_dir: where the pictures go; None to write nothing.
-        model: zoo name, ``.keras`` path, :class:`Classifier` or a built :class:`CamEngine` (its layer is used).
-        methods: which methods, in panel order (default: :data:`DEFAULT_METHODS`; any of ``vidcam methods``).
-        layer / weights / unsafe: as for :func:`vidcam.cam.engine.get_engine`.
-        class_index: explain this class instead of each image's top-1.
-        fit: ``crop`` or ``squash``; default: the classifier's own.
-        steps: deletion/insertion curve steps (:func:`vidcam.cam.metrics.evaluate_batch`).
-        batch_size: images per engine call.
-        panel_height: height of each panel in the picture.
-        render_options: ``alpha`` and ``colormap``.
-        overwrite: replace existing outputs.
+        model: zoo name, ``.keras`` path, :class:`~vidcam.cam.spec.ModelSpec` (layer, weights, unsafe; its method
+            is ignored), :class:`Classifier` or a built :class:`CamEngine` (its layer is used).
+        options: :class:`CompareOptions`.
         on_result: called with each result as soon as it is known.
 
     Example:
         >>> r = compare_methods(["video/dog.jpg"], "out")[0]  # doctest: +SKIP
         >>> {m: round(x.insertion_auc, 3) for m, x in r.metrics.items()}  # doctest: +SKIP
     """
-    methods = list(dict.fromkeys(methods))
-    if not methods:
-        raise UsageError("no methods to compare: give at least one of " + ", ".join(method_names()))
-    for m in methods:
-        if m not in REGISTRY:
-            raise UsageError(f"unknown method {m!r}: use one of {', '.join(method_names())}")
+    o = options or CompareOptions()
     files = expand_paths(paths)
     claims = BatchOutputs(files)
-    engines = _engines(model, methods, layer, weights, unsafe)
-    first = engines[methods[0]]
-    clf = first.classifier
-    fit = fit or clf.fit
-    opts = {k: v for k, v in (render_options or {}).items() if k in ("alpha", "colormap")}
+    engines = _engines(model, o.methods)
+    clf = engines[o.methods[0]].classifier
     out_dir = ensure_dir(output_dir) if output_dir is not None else None
     results: list[CompareResult] = []
 
@@ -223,32 +273,12 @@ def compare_methods(
             return None
         # Refuse an existing output before spending time on the image.
         claims.claim(out_dir / f"{p.stem}_compare.jpg", p)
-        return check_output(out_dir / f"{p.stem}_compare.jpg", overwrite=overwrite, inputs=(p,))
+        return check_output(out_dir / f"{p.stem}_compare.jpg", overwrite=o.overwrite, inputs=(p,))
 
     def skip(p: Path, e: VidcamError) -> None:
         emit(CompareResult(str(p), error=str(e)))
 
-    for b in load_batches(files, clf.input_size, fit, batch_size, skip, destination):
-        batch = b.fitted
-        res = first.run(batch, class_index)
-        cams = {methods[0]: res.cams}
-        for m in methods[1:]:
-            cams[m] = engines[m].run(batch, res.class_ids).cams  # the same class for every method
-        measured = {m: evaluate_batch(first, batch, cams[m], res.class_ids, steps=steps) for m in methods}
-        for i, p in enumerate(b.paths):
-            cid = int(res.class_ids[i])
-            r = CompareResult(
-                str(p), class_id=cid, label=clf.class_names[cid], probability=float(res.probabilities[i, cid]),
-                metrics={m: measured[m][i] for m in methods}, cams={m: cams[m][i] for m in methods},
-            )
-            if b.extras[i] is not None:
-                try:
-                    picture = compare_panel(
-                        b.images[i], r.cams, r.metrics, format_label(r.label, r.probability), window=b.windows[i],
-                        height=panel_height, **opts,
-                    )
-                    r.output = str(write_image(b.extras[i], picture))
-                except VidcamError as e:
-                    r.error = str(e)
+    for b in load_batches(files, clf.input_size, o.fit or clf.fit, o.batch_size, skip, destination):
+        for r in _compare_batch(b, engines, o):
             emit(r)
     return results

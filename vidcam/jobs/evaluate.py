@@ -23,11 +23,12 @@ from urllib.parse import quote
 
 import numpy as np
 
+from vidcam.cam.spec import ModelSpec
 from vidcam.errors import InputError, OutputError, UsageError, VidcamError
 from vidcam.jobs.dataset import Skipped, find_eval_images, read_fitted
 from vidcam.media.images import read_image
 from vidcam.media.outputs import write_image
-from vidcam.models.zoo import Classifier, load_classifier
+from vidcam.models.zoo import Classifier
 
 __all__ = ["EvalResult", "evaluate_classifier", "GRIDS", "SWEEP"]
 
@@ -280,17 +281,40 @@ def _publish(tmp: Path, report_dir: Path) -> None:
         raise OutputError(f"cannot write report folder {report_dir}: {e.strerror or e}") from None
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to evaluate (checked when made).
+
+    Attributes:
+        threshold: acceptance threshold on the top probability for the coverage / accuracy trade-off.
+        val_split: evaluate the part of ``DATA_DIR/<class>/`` a training run with this split held out.
+        seed: the training run's seed (with ``val_split``).
+        batch_size: images per forward pass.
+        overwrite: write into a report folder that is not empty (vidcam's files there are replaced).
+
+    Raises:
+        UsageError: threshold out of (0, 1], batch size under 1.
+    """
+
+    threshold: float = 0.75
+    val_split: float | None = None
+    seed: int = 12345
+    batch_size: int = 32
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise UsageError(f"--threshold must be in (0, 1], got {self.threshold}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch must be at least 1, got {self.batch_size}")
+
+
 def evaluate_classifier(
-    model: str | Path | Classifier,
+    model: str | Path | ModelSpec | Classifier,
     data_dir: str | Path,
     report_dir: str | Path,
     *,
-    threshold: float = 0.75,
-    val_split: float | None = None,
-    seed: int = 12345,
-    batch_size: int = 32,
-    overwrite: bool = False,
-    unsafe: bool = False,
+    options: EvalOptions | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
@@ -301,15 +325,11 @@ def evaluate_classifier(
     names of the model.
 
     Args:
-        model: a ``.keras`` path (e.g. from ``vidcam train``), a zoo name, or a loaded :class:`Classifier`.
+        model: a ``.keras`` path (e.g. from ``vidcam train``), a zoo name, a
+            :class:`~vidcam.cam.spec.ModelSpec` (``unsafe``, ``weights``), or a loaded :class:`Classifier`.
         data_dir: the labelled images.
         report_dir: folder for ``report.html``, ``metrics.json``, ``predictions.csv`` and the PNGs.
-        threshold: acceptance threshold on the top probability for the coverage / accuracy trade-off.
-        val_split: evaluate the part of ``DATA_DIR/<class>/`` a training run with this split held out.
-        seed: the training run's seed (with ``val_split``).
-        batch_size: images per forward pass.
-        overwrite: write into a report folder that is not empty (vidcam's files there are replaced).
-        unsafe: allow ``.keras`` files with Lambda layers.
+        options: :class:`EvalOptions` (threshold, held-out split, batch size, overwrite).
         on_skip: called for each file that cannot be read (it is left out).
         progress: called with (done, total) files.
 
@@ -322,17 +342,15 @@ def evaluate_classifier(
         >>> r.accuracy, r.coverage  # doctest: +SKIP
         (0.97, 0.93)
     """
-    if not 0.0 < threshold <= 1.0:
-        raise UsageError(f"--threshold must be in (0, 1], got {threshold}")
-    if batch_size < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch_size}")
+    o = options or EvalOptions()
     report_dir = Path(report_dir)
     data_root = Path(data_dir).resolve()
     if report_dir.resolve() == data_root or data_root in report_dir.resolve().parents:
         # Report pictures inside the data would be read as images of a class on the next run.
         raise UsageError(f"the report folder {report_dir} is inside the data folder {data_dir}: choose one outside it")
-    clf = model if isinstance(model, Classifier) else load_classifier(model, unsafe=unsafe)
-    found = find_eval_images(data_dir, clf.class_names, val_split=val_split, seed=seed)
+    clf = model if isinstance(model, Classifier) else (model if isinstance(model, ModelSpec) else
+                                                       ModelSpec(model)).classifier()
+    found = find_eval_images(data_dir, clf.class_names, val_split=o.val_split, seed=o.seed)
     skipped: list[Skipped] = []
 
     def skip(s: Skipped) -> None:
@@ -342,12 +360,12 @@ def evaluate_classifier(
 
     for s in found.skipped:
         skip(s)
-    tmp = _prepare_dir(report_dir, overwrite)
+    tmp = _prepare_dir(report_dir, o.overwrite)
     try:
-        probs, kept = _predict(clf, found.val, batch_size, skip, progress)
+        probs, kept = _predict(clf, found.val, o.batch_size, skip, progress)
         if not kept:
             raise InputError(f"no readable images in {data_dir}: nothing to evaluate")
-        result = _report(clf, found, probs, kept, skipped, threshold, data_dir, tmp, report_dir)
+        result = _report(clf, found, probs, kept, skipped, o.threshold, data_dir, tmp, report_dir)
         _publish(tmp, report_dir)
         return result
     finally:

@@ -13,15 +13,10 @@ labels file is rebuilt from the journal at the end (atomically). A run killed at
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import hashlib
 import json
 import os
-import queue
 import re
-import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,20 +25,24 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.cam.engine import CamEngine, get_engine
+from vidcam.cam.engine import CamEngine
 from vidcam.cam.metrics import CamMetrics, evaluate_batch, summarize
-from vidcam.errors import FFmpegError, InputError, OutputError, UsageError, VidcamError
-from vidcam.jobs.video import DEFAULT_PRESET, PRESETS, VIDEO_SUFFIXES
-from vidcam.media.ffmpeg_cmd import encode_args, ffmpeg_exe
+from vidcam.cam.spec import ModelLike, ModelSpec, build_engine, portable_spec
+from vidcam.errors import InputError, OutputError, UsageError, VidcamError
+from vidcam.jobs.executors import Executor, ItemResult, LocalExecutor
+from vidcam.jobs.labels import label_kind, write_frame_labels, write_lines_atomic
+from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
 from vidcam.media.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media.outputs import atomic_output, check_output, ensure_dir, out_of_space, write_image
-from vidcam.media.process import FFmpegProcess, write_frame
-from vidcam.media.render import Renderer, check_render_options, format_label
-from vidcam.models.zoo import DEFAULT_MODEL, Classifier
+from vidcam.media.render import RenderOptions, format_label
+from vidcam.media.sink import VideoSink
+from vidcam.models.zoo import DEFAULT_MODEL
 
-__all__ = ["label_frames", "FramesSummary", "natural_key", "list_frames", "parse_rate", "JOURNAL_NAME"]
+__all__ = ["label_frames", "FramesOptions", "FramesSummary", "FramesWork", "natural_key", "list_frames",
+           "parse_rate", "JOURNAL_NAME", "VIDEO_SUFFIXES", "read_journal"]
 
 JOURNAL_NAME = ".vidcam-frames.jsonl"
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 
 
 def natural_key(name: str) -> list:
@@ -92,6 +91,52 @@ def parse_rate(value: str | float | Fraction) -> Fraction:
     if rate <= 0 or rate > 1000:
         raise UsageError(f"frame rate must be within (0, 1000] frames per second, got {value}")
     return rate
+
+
+@dataclass(frozen=True)
+class FramesOptions:
+    """What the frame-folder job does (drawing and encoding included), checked when made.
+
+    Attributes:
+        render: how the results are drawn (:class:`~vidcam.media.render.RenderOptions`).
+        encode: how ``to_video`` is encoded (:class:`~vidcam.media.ffmpeg_cmd.EncodeOptions`).
+        class_index: explain this class instead of each frame's top-1.
+        top_k: labels per frame in the labels file.
+        batch_size: images per engine call.
+        json_lines: write ``labels.jsonl`` instead of ``labels.csv``.
+        force: redo every frame, ignoring earlier runs.
+        metrics: measure each new frame's map (:mod:`vidcam.cam.metrics`, about 35 extra forward passes a
+            frame): per frame in the labels file, summarised in the result's ``metrics``.
+        labels_out: also write the labels here (``.csv``, ``.jsonl`` or ``.parquet``; rebuilt by every run).
+        to_video: also assemble the result pictures (in order) into this video (``.mp4``/``.mkv``/...).
+        fps: that video's frame rate (``25``, ``29.97``, ``30000/1001``).
+        overwrite: replace an existing ``to_video`` file.
+
+    Raises:
+        UsageError: a value out of range.
+    """
+
+    render: RenderOptions = field(default_factory=RenderOptions)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    class_index: int | None = None
+    top_k: int = 3
+    batch_size: int = 8
+    json_lines: bool = False
+    force: bool = False
+    metrics: bool = False
+    labels_out: str | Path | None = None
+    to_video: str | Path | None = None
+    fps: str | float | Fraction = 25
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.top_k < 1:
+            raise UsageError("batch size and top-k must be at least 1")
+        object.__setattr__(self, "fps", parse_rate(self.fps))
+        if self.labels_out is not None:
+            label_kind(self.labels_out)
+        if self.to_video is not None and Path(self.to_video).suffix.lower() not in VIDEO_SUFFIXES:
+            raise UsageError(f"video {self.to_video} must end in {', '.join(VIDEO_SUFFIXES)} (vidcam writes H.264)")
 
 
 @dataclass
@@ -145,7 +190,7 @@ def _result_ok(path: Path) -> bool:
         return False
 
 
-def _read_journal(path: Path) -> dict[str, dict]:
+def read_journal(path: Path) -> dict[str, dict]:
     """The latest entry per input file; a torn last line (a kill mid-write) is ignored."""
     entries: dict[str, dict] = {}
     try:
@@ -164,75 +209,106 @@ def _read_journal(path: Path) -> dict[str, dict]:
     return entries
 
 
-def _write_lines_atomic(path: Path, lines: list[str]) -> None:
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.writelines(lines)
-
-
-def _labels_lines(entries: list[dict], kind: str, top_k: int, metrics_summary: dict | None = None) -> list[str]:
-    # Faithfulness metrics (``--metrics``) ride along: a ``metrics`` object per JSON line and a last
-    # ``metrics_summary`` line, or three more CSV columns (empty for frames that carry none).
-    with_metrics = any("metrics" in e for e in entries)
-    if kind == "jsonl":
-        lines = [json.dumps({"file": e["file"], "result": e["result"], "predictions": e["predictions"],
-                             **({"metrics": e["metrics"]} if "metrics" in e else {})}) + "\n"
-                 for e in entries]
-        if metrics_summary is not None:
-            lines.append(json.dumps({"metrics_summary": metrics_summary}) + "\n")
-        return lines
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    head = ["file", "label", "probability"]
-    for j in range(2, top_k + 1):
-        head += [f"label_{j}", f"probability_{j}"]
-    if with_metrics:
-        head += ["average_drop", "deletion_auc", "insertion_auc"]
-    w.writerow(head)
-    for e in entries:
-        row = [e["file"]]
-        for p in e["predictions"]:
-            row += [p["label"], f"{p['probability']:.6f}"]
-        if with_metrics and "metrics" in e:
-            m = e["metrics"]
-            row += [""] * (2 * (top_k - len(e["predictions"])))
-            row += [f"{m['average_drop']:.3f}", f"{m['deletion_auc']:.6f}", f"{m['insertion_auc']:.6f}"]
-        w.writerow(row)
-    return [buf.getvalue()]
-
-
-def _metrics_summary(files: list[Path], done: dict[str, dict]) -> dict:
-    """Summary over the frames that carry metrics; frames are numbered by position like the result pictures."""
-    measured = [(k, done[p.name]) for k, p in enumerate(files, 1) if "metrics" in done.get(p.name, {})]
-    summary = summarize([CamMetrics.from_dict(e["metrics"]) for _, e in measured], indices=[k for k, _ in measured])
-    names = {k: e["file"] for k, e in measured}
-    for w in summary["worst"]:
-        w["file"] = names[w["frame"]]
-    return summary
-
-
-def _settings_key(engine: CamEngine, **settings) -> str:
+def _settings_key(engine: CamEngine, options: FramesOptions, render: RenderOptions) -> str:
     """A hash of what makes a result: model, layer, method and the drawing options."""
     clf = engine.classifier
     desc = {"model": str(clf.name), "classes": clf.num_classes, "input": list(clf.input_size),
-            "layer": engine.layer_name, "method": engine.method, **settings}
+            "layer": engine.layer_name, "method": engine.method, "class_index": options.class_index,
+            "top_k": options.top_k, "layout": render.layout, "alpha": render.alpha, "colormap": render.colormap,
+            "fit": render.fit}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def plan_frames(
-    files: list[Path], out: Path, key: str, predictions: int, *, force: bool = False
-) -> tuple[dict[str, Path], dict[str, dict], list[Path]]:
+# -- the work of one batch, the same on every executor -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FramesWork:
+    """What a worker needs to label batches of frames: small and picklable (Ray ships it to its workers).
+
+    An item is a batch: a tuple of ``(file name, image path, result path)`` (absolute paths). A worker returns,
+    per batch, ``(entries, errors, fatal)``: each frame's journal entry or the reason it was skipped, and the
+    message of an error that must stop the whole job (a full disk), if one happened.
+    """
+
+    model: ModelSpec | None
+    render: RenderOptions
+    key: str
+    class_index: int | None
+    top_k: int
+    metrics: bool
+
+    def worker(self, engine: CamEngine) -> _FramesWorker:
+        return _FramesWorker(engine, self)
+
+
+class _FramesWorker:
+    def __init__(self, engine: CamEngine, work: FramesWork) -> None:
+        self.engine, self.work = engine, work
+        self.renderer = work.render.renderer()
+
+    def _load_one(self, path: Path):
+        try:
+            st = path.stat()
+            img = read_image(path)
+            x, window = fit_to_model(img, self.engine.input_size, self.work.render.fit)
+            return img, x, window, st
+        except VidcamError as e:
+            return e
+        except OSError as e:
+            return InputError(f"cannot read {path.name}: {e.strerror or e}")
+
+    def load(self, batch: tuple) -> list:
+        return [(task, self._load_one(Path(task[1]))) for task in batch]
+
+    def _entry(self, task, st, ids, probs) -> dict:
+        names = self.engine.classifier.class_names
+        return {
+            "file": task[0], "result": Path(task[2]).name, "key": self.work.key, "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "predictions": [{"class_id": int(c), "label": names[int(c)], "probability": round(float(q), 6)}
+                            for c, q in zip(ids, probs)],
+        }
+
+    def process(self, loaded: list, progress=None) -> tuple[dict, dict, str | None]:
+        entries: dict[str, dict] = {}
+        errors = {task[0]: str(item) for task, item in loaded if isinstance(item, VidcamError)}
+        good = [(task, item) for task, item in loaded if not isinstance(item, VidcamError)]
+        if not good:
+            return entries, errors, None
+        w, clf = self.work, self.engine.classifier
+        x = np.stack([item[1] for _, item in good])
+        res = self.engine.run(x, w.class_index)
+        ids, probs = res.top_k(w.top_k)
+        measured = evaluate_batch(self.engine, x, res.cams, res.class_ids) if w.metrics else None
+        for i, (task, (img, _x, window, st)) in enumerate(good):
+            cid = int(res.class_ids[i])
+            label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
+            try:
+                write_image(task[2], self.renderer(img, res.cams[i], label, window))
+            except VidcamError as e:
+                if out_of_space(e):  # every later frame would fail too; the journal keeps those done
+                    return entries, errors, f"{e} (the frames done so far are kept: run again to resume)"
+                errors[task[0]] = str(e)
+                continue
+            entries[task[0]] = self._entry(task, st, ids[i], probs[i])
+            if measured is not None:
+                entries[task[0]]["metrics"] = measured[i].as_dict()
+        return entries, errors, None
+
+
+# -- the job ---------------------------------------------------------------------------------------------------
+
+
+def plan_frames(files: list[Path], out: Path, key: str, predictions: int, *, force: bool = False):
     """What a run has to do: (result path per file name, journal entries still valid, files to do).
 
     A frame is done when its journal entry matches the input file (size, modification time), the settings
-    ``key``, its result name and ``predictions`` labels, and its result picture is intact. Shared with the
-    Ray engine (:mod:`vidcam.cluster`), so either resumes the other's runs.
+    ``key``, its result name and ``predictions`` labels, and its result picture is intact.
     """
     width = max(4, len(str(len(files))))
     results = {p.name: out / f"result_{i:0{width}d}.jpg" for i, p in enumerate(files, 1)}
-    old = {} if force else _read_journal(out / JOURNAL_NAME)
+    old = {} if force else read_journal(out / JOURNAL_NAME)
     done: dict[str, dict] = {}
     todo: list[Path] = []
     for p in files:
@@ -250,33 +326,58 @@ def plan_frames(
     return results, done, todo
 
 
+def _metrics_summary(files: list[Path], done: dict[str, dict]) -> dict:
+    """Summary over the frames that carry metrics; frames are numbered by position like the result pictures."""
+    measured = [(k, done[p.name]) for k, p in enumerate(files, 1) if "metrics" in done.get(p.name, {})]
+    summary = summarize([CamMetrics.from_dict(e["metrics"]) for _, e in measured], indices=[k for k, _ in measured])
+    names = {k: e["file"] for k, e in measured}
+    for w in summary["worst"]:
+        w["file"] = names[w["frame"]]
+    return summary
+
+
+def _output_folder(directory: str | Path, output_dir: str | Path | None) -> Path:
+    src = Path(directory)
+    out = Path(output_dir) if output_dir is not None else src.resolve().parent / f"{src.resolve().name}_results"
+    if out.resolve() == src.resolve():
+        raise UsageError(f"the output folder is the frame folder {src}; give another one with -o")
+    return out
+
+
+class _Journal:
+    """The resume journal: entries appended as batches finish (flushed and fsynced), compacted at the end."""
+
+    def __init__(self, path: Path, done: dict[str, dict], files: list[Path]) -> None:
+        self.path, self.done, self.files = path, done, files
+        # Start the journal over with the entries still valid, then append as frames are done.
+        write_lines_atomic(path, [json.dumps(done[p.name]) + "\n" for p in files if p.name in done])
+        self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def add(self, entries: dict[str, dict]) -> None:
+        for name, entry in entries.items():
+            self.fh.write(json.dumps(entry) + "\n")
+            self.done[name] = entry
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def close(self) -> list[dict]:
+        """Close and compact (one line per done frame, in listing order); returns those entries."""
+        self.fh.close()
+        ordered = [self.done[p.name] for p in self.files if p.name in self.done]
+        write_lines_atomic(self.path, [json.dumps(e) + "\n" for e in ordered])
+        return ordered
+
+
 def label_frames(
     directory: str | Path,
     output_dir: str | Path | None = None,
     *,
-    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
-    layer: str | None = None,
-    method: str = "gradcam",
-    weights: str | Path | None = None,
-    unsafe: bool = False,
-    class_index: int | None = None,
-    top_k: int = 3,
-    layout: str = "overlay",
-    alpha: float = 0.4,
-    colormap: str = "jet",
-    fit: str = "squash",
-    batch_size: int = 8,
-    json_lines: bool = False,
-    force: bool = False,
-    to_video: str | Path | None = None,
-    fps: str | float | Fraction = 25,
-    crf: int = 20,
-    preset: str = DEFAULT_PRESET,
-    overwrite: bool = False,
+    model: ModelLike = DEFAULT_MODEL,
+    options: FramesOptions | None = None,
+    executor: Executor | None = None,
     ffmpeg: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
-    metrics: bool = False,
 ) -> FramesSummary:
     """Label and explain every image of a folder; resumable (see the module docstring).
 
@@ -284,25 +385,14 @@ def label_frames(
         directory: the folder of frames (JPEG, PNG, BMP, WebP, TIFF, GIF), read in natural order.
         output_dir: where ``result_0001.jpg``... and the labels file go; default ``<directory>_results``
             beside the folder. It may not be the frame folder itself.
-        model: zoo name, ``.keras`` path, :class:`Classifier` or a built :class:`CamEngine`.
-        layer: Grad-CAM layer; method: ``gradcam``, ``gradcam++`` or ``scorecam``.
-        weights: weights file for a zoo model; unsafe: allow ``.keras`` files with Lambda layers.
-        class_index: explain this class instead of each frame's top-1.
-        top_k: labels per frame in the labels file.
-        layout: ``overlay`` or ``side-by-side``; alpha: heat opacity; colormap: see ``vidcam.media.render.COLORMAPS``.
-        fit: ``squash`` (default, the whole frame) or ``crop`` (the ImageNet centre crop).
-        batch_size: images per engine call.
-        json_lines: write ``labels.jsonl`` instead of ``labels.csv``.
-        force: redo every frame, ignoring earlier runs.
-        to_video: also assemble the result pictures (in order) into this video (``.mp4``/``.mkv``/...).
-        fps: the video's frame rate (``25``, ``29.97``, ``30000/1001``).
-        crf: x264 quality for the video; preset: x264 preset.
-        overwrite: replace an existing ``to_video`` file.
+        model: zoo name, ``.keras`` path, :class:`~vidcam.cam.spec.ModelSpec`, loaded classifier or engine (a
+            remote executor needs a name, a path or a spec: each worker builds its own engine).
+        options: what to do and how to draw (:class:`FramesOptions`).
+        executor: where batches run: :class:`~vidcam.jobs.executors.LocalExecutor` (default) or
+            :class:`vidcam.cluster.RayExecutor`; the outputs are the same.
         ffmpeg: ffmpeg binary for ``to_video``.
         progress: called as ``progress(frames_done, frames_total)``.
         on_skip: called as ``on_skip(file, reason)`` for each image that is skipped because it failed.
-        metrics: measure each new frame's map (:mod:`vidcam.cam.metrics`, about 35 extra forward passes a frame):
-            per frame in the labels file, summarised in the result's ``metrics``.
 
     Returns:
         A :class:`FramesSummary`; ``failed`` lists the images that were skipped.
@@ -313,175 +403,103 @@ def label_frames(
         OutputError: the output folder cannot be written.
     """
     t0 = time.perf_counter()
-    check_render_options(layout, colormap, fit, alpha)
-    if batch_size < 1 or top_k < 1:
-        raise UsageError("batch size and top-k must be at least 1")
-    rate = parse_rate(fps)
-    if to_video is not None:
-        to_video = Path(to_video)
-        if to_video.suffix.lower() not in VIDEO_SUFFIXES:
-            raise UsageError(f"video {to_video} must end in {', '.join(VIDEO_SUFFIXES)} (vidcam writes H.264)")
-        if preset not in PRESETS:
-            raise UsageError(f"unknown x264 preset {preset!r}: use one of {', '.join(PRESETS)}")
-        if not 0 <= crf <= 51:
-            raise UsageError(f"crf must be within 0..51, got {crf}")
+    o = options or FramesOptions()
+    executor = executor or LocalExecutor()
     files = list_frames(directory)
-    src = Path(directory)
-    out = Path(output_dir) if output_dir is not None else src.resolve().parent / f"{src.resolve().name}_results"
-    if out.resolve() == src.resolve():
-        raise UsageError(f"the output folder is the frame folder {src}; give another one with -o")
+    out = _output_folder(directory, output_dir)
+    if o.labels_out is not None:
+        check_output(o.labels_out, overwrite=True)  # rebuilt by every run, like labels.csv
     ensure_dir(out)
-    if to_video is not None:
-        check_output(to_video, overwrite=overwrite)
+    exe = None
+    if o.to_video is not None:
+        check_output(o.to_video, overwrite=o.overwrite)
         exe = ffmpeg_exe(ffmpeg)
-    engine = get_engine(model, layer=layer, method=method, weights=weights, unsafe=unsafe)
+    local = executor.name == "local"
+    spec = None if local else portable_spec(model)
+    engine = build_engine(model)
     clf = engine.classifier
-    if class_index is not None and not 0 <= class_index < clf.num_classes:
-        raise UsageError(f"class {class_index} is out of range: the model has {clf.num_classes} classes "
+    if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
+        raise UsageError(f"class {o.class_index} is out of range: the model has {clf.num_classes} classes "
                          f"(0..{clf.num_classes - 1})")
-    key = _settings_key(engine, class_index=class_index, top_k=top_k, layout=layout, alpha=alpha,
-                        colormap=colormap, fit=fit)
-    journal_path = out / JOURNAL_NAME
-    results, done, todo = plan_frames(files, out, key, min(top_k, clf.num_classes), force=force)
-    reused = len(done)
-    # Start the journal over with the entries still valid, then append as frames are done.
-    _write_lines_atomic(journal_path, [json.dumps(done[p.name]) + "\n" for p in files if p.name in done])
-    failed: list[tuple[str, str]] = []
-    total = len(files)
-    if progress:
-        progress(reused, total)
-
-    def skip(p: Path, reason: str) -> None:
-        failed.append((p.name, reason))
-        if on_skip:
-            on_skip(p.name, reason)
-
-    renderer = Renderer(layout=layout, alpha=alpha, colormap=colormap)
-    with open(journal_path, "a", encoding="utf-8") as journal:
-        for batch in _prefetch(todo, batch_size, clf.input_size, fit):
-            good = []
-            for p, item in batch:
-                if isinstance(item, VidcamError):
-                    skip(p, str(item))
-                else:
-                    good.append((p, item))
-            if good:
-                x = np.stack([g[1][1] for g in good])
-                res = engine.run(x, class_index)
-                ids, probs = res.top_k(top_k)
-                measured = evaluate_batch(engine, x, res.cams, res.class_ids) if metrics else None
-                for i, (p, (img, _x, window, st)) in enumerate(good):
-                    cid = int(res.class_ids[i])
-                    label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
-                    try:
-                        write_image(results[p.name], renderer(img, res.cams[i], label, window))
-                    except VidcamError as e:
-                        if out_of_space(e):  # every later frame would fail too; the journal keeps those done
-                            raise OutputError(f"{e} (the frames done so far are kept: run again to resume)") from None
-                        skip(p, str(e))
-                        continue
-                    entry = {
-                        "file": p.name, "result": results[p.name].name, "key": key, "size": st.st_size,
-                        "mtime_ns": st.st_mtime_ns,
-                        "predictions": [{"class_id": int(c), "label": clf.class_names[int(c)],
-                                         "probability": round(float(q), 6)} for c, q in zip(ids[i], probs[i])],
-                    }
-                    if measured is not None:
-                        entry["metrics"] = measured[i].as_dict()
-                    journal.write(json.dumps(entry) + "\n")
-                    done[p.name] = entry
-                journal.flush()
-                os.fsync(journal.fileno())
-            if progress:
-                progress(len(done) + len(failed), total)
-    ordered = [done[p.name] for p in files if p.name in done]
-    # Compact the journal (one line per done frame), then the labels file, both atomically.
-    _write_lines_atomic(journal_path, [json.dumps(e) + "\n" for e in ordered])
-    kind = "jsonl" if json_lines else "csv"
-    labels_path = out / f"labels.{kind}"
-    summary = _metrics_summary(files, done) if metrics else None
-    _write_lines_atomic(labels_path, _labels_lines(ordered, kind, top_k, summary))
-    video = None
-    if to_video is not None and ordered:
-        _assemble(exe, [out / e["result"] for e in ordered], to_video, rate=rate, crf=crf, preset=preset)
-        video = str(to_video)
-    return FramesSummary(
-        output_dir=str(out), total=total, processed=len(done) - reused, reused=reused, failed=failed,
-        labels=str(labels_path), video=video, seconds=time.perf_counter() - t0, metrics=summary,
-    )
-
-
-def _prefetch(files: list[Path], batch_size: int, size: tuple[int, int], fit: str):
-    """Batches of (path, (image, model input, window, stat) or the error), read by a thread one batch ahead."""
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-    end = object()
-
-    def load(p: Path):
-        try:
-            st = p.stat()
-            img = read_image(p)
-            x, window = fit_to_model(img, size, fit)
-            return img, x, window, st
-        except VidcamError as e:
-            return e
-        except OSError as e:
-            return InputError(f"cannot read {p}: {e.strerror or e}")
-
-    def work() -> None:
-        try:
-            for i in range(0, len(files), batch_size):
-                batch = [(p, load(p)) for p in files[i : i + batch_size]]
-                while not stop.is_set():
-                    try:
-                        q.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        finally:
-            with contextlib.suppress(Exception):
-                while not stop.is_set():
-                    try:
-                        q.put(end, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-
-    t = threading.Thread(target=work, name="vidcam-frames-reader", daemon=True)
-    t.start()
+    key = _settings_key(engine, o, o.render)
+    run = _FramesRun(Path(directory), files, out, o, key, min(o.top_k, clf.num_classes), progress, on_skip)
+    work = FramesWork(spec, o.render, key, o.class_index, o.top_k, o.metrics)
     try:
-        while True:
-            item = q.get()
-            if item is end:
-                return
-            yield item
+        executor.run(work, run.batches, run.on_result, engine=engine if local else None)
     finally:
-        stop.set()
-        t.join(timeout=30)
+        ordered = run.journal.close()
+    return run.finish(ordered, exe, time.perf_counter() - t0)
 
 
-def _assemble(exe: str, pictures: list[Path], output: Path, *, rate: Fraction, crf: int, preset: str) -> None:
-    """Pipe the pictures (in order, all at the first one's size) into the H.264 encoder at ``rate``."""
+class _FramesRun:
+    """The driver's side of one run: the plan, the journal, the skipped frames, the outputs at the end."""
+
+    def __init__(self, directory: Path, files: list[Path], out: Path, o: FramesOptions, key: str, predictions: int,
+                 progress, on_skip) -> None:
+        self.directory, self.files, self.out, self.o = directory, files, out, o
+        self.progress, self.on_skip = progress, on_skip
+        results, self.done, todo = plan_frames(files, out, key, predictions, force=o.force)
+        self.reused = len(self.done)
+        self.failed: list[tuple[str, str]] = []
+        self.journal = _Journal(out / JOURNAL_NAME, self.done, files)
+        if progress:
+            progress(self.reused, len(files))
+        # Work items name files by absolute paths: a remote worker's working folder is not this process's.
+        self.batches = [tuple((p.name, str(p.absolute()), str(results[p.name].absolute()))
+                              for p in todo[i: i + o.batch_size]) for i in range(0, len(todo), o.batch_size)]
+
+    def on_result(self, r: ItemResult) -> None:
+        batch = self.batches[r.index]
+        entries, errors, fatal = r.value if r.value is not None else ({}, {}, None)
+        if r.error is not None:  # the whole batch was lost (a worker died every time)
+            errors = {name: f"its batch failed: {r.error}" for name, _, _ in batch}
+        self.journal.add(entries)
+        for name, _, _ in batch:
+            if name in errors:
+                # Named as the caller named the folder, not by the absolute paths the workers were given.
+                reason = errors[name].replace(str(self.directory.absolute()), str(self.directory))
+                self.failed.append((name, reason))
+                if self.on_skip:
+                    self.on_skip(name, reason)
+        if fatal is not None:
+            raise OutputError(fatal)
+        if self.progress:
+            self.progress(len(self.done) + len(self.failed), len(self.files))
+
+    def finish(self, ordered: list[dict], exe: str | None, seconds: float) -> FramesSummary:
+        o, out = self.o, self.out
+        labels_path = out / f"labels.{'jsonl' if o.json_lines else 'csv'}"
+        summary = _metrics_summary(self.files, self.done) if o.metrics else None
+        write_frame_labels(labels_path, ordered, o.top_k, summary)
+        if o.labels_out is not None:
+            write_frame_labels(o.labels_out, ordered, o.top_k, summary)
+        video = None
+        if o.to_video is not None and ordered:
+            _assemble(exe, [out / e["result"] for e in ordered], Path(o.to_video), rate=o.fps, encode=o.encode)
+            video = str(o.to_video)
+        return FramesSummary(
+            output_dir=str(out), total=len(self.files), processed=len(self.done) - self.reused, reused=self.reused,
+            failed=self.failed, labels=str(labels_path), video=video, seconds=seconds, metrics=summary,
+        )
+
+
+def _assemble(exe: str, pictures: list[Path], output: Path, *, rate: Fraction, encode: EncodeOptions) -> None:
+    """Encode the pictures (in order, all at the first one's size) as a video at the constant ``rate``."""
     import cv2
 
     first = read_image(pictures[0])
     h, w = first.shape[:2]
+    period = 1_000_000_000 / rate
     with atomic_output(output) as tmp:
-        enc = FFmpegProcess(encode_args(exe, tmp, width=w, height=h, rate=rate, crf=crf, preset=preset),
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, what=f"ffmpeg (encoding {output})")
+        target = EncodeTarget(w, h, time_base=1 / rate)
+        sink = VideoSink(lambda start: encode_args(exe, tmp, target, first_pts=start, encode=encode),
+                         what=f"ffmpeg (encoding {output})")
         try:
-            for p in pictures:
-                img = first if p == pictures[0] else read_image(p)
+            for i, p in enumerate(pictures):
+                img = first if i == 0 else read_image(p)
                 if img.shape[:2] != (h, w):  # frames of another size are resized to the first one's
                     img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-                try:
-                    write_frame(enc.proc.stdin, img)
-                except (BrokenPipeError, ConnectionResetError):
-                    enc.check()
-                    raise FFmpegError(f"ffmpeg (encoding {output}) stopped reading frames") from None
-            enc.proc.stdin.close()
-            enc.check()
+                sink.write(img, round(i * period))
+            sink.close(round(len(pictures) * period))
         finally:
-            enc.kill()
+            sink.kill()

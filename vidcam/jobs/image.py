@@ -9,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.cam.engine import CamEngine, CamResult, get_engine
+from vidcam.cam.engine import CamEngine, CamResult
 from vidcam.cam.metrics import CamMetrics, evaluate_batch
-from vidcam.errors import InputError, VidcamError
+from vidcam.cam.spec import ModelLike, build_engine
+from vidcam.errors import InputError, UsageError, VidcamError
 from vidcam.media.images import fit_to_model, read_image
 from vidcam.media.outputs import BatchOutputs, check_output, ensure_dir, out_of_space, write_image
-from vidcam.media.render import format_label, render
+from vidcam.media.render import RenderOptions, format_label, render
 from vidcam.models.zoo import DEFAULT_MODEL, Classifier
 
-__all__ = ["Prediction", "ImageResult", "explain_images", "expand_paths", "predictions_for"]
+__all__ = ["Prediction", "ImageResult", "ImageOptions", "explain_images", "expand_paths", "predictions_for"]
 
 
 @dataclass
@@ -124,18 +125,71 @@ def predictions_for(classifier: Classifier, result: CamResult, k: int) -> list[l
 
 
 
+@dataclass(frozen=True)
+class ImageOptions:
+    """What ``image`` does (checked when made).
+
+    Attributes:
+        top_k: predictions per image.
+        class_index: explain this class instead of each image's top-1.
+        layout: ``side-by-side`` (default: original | overlay) or ``overlay``.
+        alpha, colormap: how the heat is drawn.
+        fit: ``crop`` or ``squash``; default (None): the classifier's own.
+        batch_size: images per engine call.
+        overwrite: replace existing outputs.
+        metrics: also measure each map's faithfulness (:func:`vidcam.cam.metrics.evaluate_batch`, about
+            ``2 * 16 + 3`` extra forward passes per image) into the result's ``metrics``.
+
+    Raises:
+        UsageError: a value out of range.
+    """
+
+    top_k: int = 3
+    class_index: int | None = None
+    layout: str = "side-by-side"
+    alpha: float = 0.4
+    colormap: str = "jet"
+    fit: str | None = None
+    batch_size: int = 8
+    overwrite: bool = False
+    metrics: bool = False
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.batch_size < 1:
+            raise UsageError("top-k and the batch size must be at least 1")
+        RenderOptions(self.layout, self.alpha, self.colormap, self.fit or "squash")  # checks them
+
+
+def _explain_batch(b, engine: CamEngine, o: ImageOptions, out_dir: Path | None, claims: BatchOutputs):
+    """One batch: predictions, maps, (metrics), and each picture written; a full disk stops the run."""
+    clf = engine.classifier
+    res = engine.run(b.fitted, o.class_index)
+    preds = predictions_for(clf, res, o.top_k)
+    measured = evaluate_batch(engine, b.fitted, res.cams, res.class_ids) if o.metrics else None
+    for i, p in enumerate(b.paths):
+        r = ImageResult(str(p), predictions=preds[i], cam=res.cams[i], metrics=measured[i] if measured else None)
+        if out_dir is not None:
+            try:
+                claims.claim(out_dir / f"{p.stem}_output.jpg", p)
+                dest = check_output(out_dir / f"{p.stem}_output.jpg", overwrite=o.overwrite, inputs=(p,))
+                cid = int(res.class_ids[i])
+                label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
+                write_image(dest, render(b.images[i], res.cams[i], label, window=b.windows[i], layout=o.layout,
+                                         alpha=o.alpha, colormap=o.colormap))
+                r.output = str(dest)
+            except VidcamError as e:
+                if out_of_space(e):  # every later image would fail the same way
+                    raise
+                r.error = str(e)
+        yield r
+
+
 def explain_images(
     paths: Iterable[str | Path],
     output_dir: str | Path | None = ".",
     *,
-    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
-    top_k: int = 3,
-    class_index: int | None = None,
-    render_options: dict | None = None,
-    fit: str | None = None,
-    batch_size: int = 8,
-    overwrite: bool = False,
-    metrics: bool = False,
+    model: ModelLike = DEFAULT_MODEL,
+    options: ImageOptions | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
 ) -> list[ImageResult]:
     """Classify and explain images; write ``<stem>_output.jpg`` per image into ``output_dir``.
@@ -145,15 +199,9 @@ def explain_images(
     Args:
         paths: image files (globs expanded).
         output_dir: where the pictures go; None to write nothing.
-        model: zoo name, ``.keras`` path, :class:`Classifier` or a built :class:`CamEngine`.
-        top_k: predictions per image.
-        class_index: explain this class instead of each image's top-1.
-        render_options: ``layout`` (default ``side-by-side``), ``alpha``, ``colormap``.
-        fit: ``crop`` or ``squash``; default: the classifier's own.
-        batch_size: images per engine call.
-        overwrite: replace existing outputs.
-        metrics: also measure each map's faithfulness (:func:`vidcam.cam.metrics.evaluate_batch`, about
-            ``2 * 16 + 3`` extra forward passes per image) into the result's ``metrics``.
+        model: zoo name, ``.keras`` path, :class:`~vidcam.cam.spec.ModelSpec`, :class:`Classifier` or a built
+            :class:`CamEngine`.
+        options: :class:`ImageOptions`.
         on_result: called with each result as soon as it is known.
 
     Example:
@@ -161,12 +209,11 @@ def explain_images(
         >>> results[0].predictions[0].label  # doctest: +SKIP
         'tiger cat'
     """
+    o = options or ImageOptions()
     files = expand_paths(paths)
     claims = BatchOutputs(files)
-    engine = get_engine(model)
+    engine = build_engine(model)
     clf = engine.classifier
-    fit = fit or clf.fit
-    opts = {"layout": "side-by-side", **(render_options or {})}
     out_dir = ensure_dir(output_dir) if output_dir is not None else None
     results: list[ImageResult] = []
 
@@ -178,24 +225,7 @@ def explain_images(
     def skip(p: Path, e: VidcamError) -> None:
         emit(ImageResult(str(p), error=str(e)))
 
-    for b in load_batches(files, clf.input_size, fit, batch_size, skip):
-        res = engine.run(b.fitted, class_index)
-        preds = predictions_for(clf, res, top_k)
-        measured = evaluate_batch(engine, b.fitted, res.cams, res.class_ids) if metrics else None
-        for i, p in enumerate(b.paths):
-            r = ImageResult(str(p), predictions=preds[i], cam=res.cams[i],
-                            metrics=measured[i] if measured else None)
-            if out_dir is not None:
-                try:
-                    claims.claim(out_dir / f"{p.stem}_output.jpg", p)
-                    dest = check_output(out_dir / f"{p.stem}_output.jpg", overwrite=overwrite, inputs=(p,))
-                    cid = int(res.class_ids[i])
-                    label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
-                    write_image(dest, render(b.images[i], res.cams[i], label, window=b.windows[i], **opts))
-                    r.output = str(dest)
-                except VidcamError as e:
-                    if out_of_space(e):  # every later image would fail the same way
-                        raise
-                    r.error = str(e)
+    for b in load_batches(files, clf.input_size, o.fit or clf.fit, o.batch_size, skip):
+        for r in _explain_batch(b, engine, o, out_dir, claims):
             emit(r)
     return results

@@ -22,7 +22,7 @@ from vidcam.jobs.dataset import DecodedImages, Skipped, find_images, load_images
 from vidcam.media.outputs import atomic_output, check_output, write_image
 from vidcam.models.zoo import DEFAULT_MODEL, ZOO, Classifier, save_classifier_metadata
 
-__all__ = ["HEADS", "TrainEvent", "TrainResult", "train_classifier", "curves_path"]
+__all__ = ["HEADS", "TrainEvent", "TrainOptions", "TrainResult", "train_classifier", "curves_path"]
 
 # head -> (output activation recorded for inference, loss)
 HEADS = {
@@ -222,54 +222,11 @@ def _fit(model, train_ds, val_ds, *, first: int, epochs: int, patience: int | No
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
-def _check_args(base: str, epochs: int, batch_size: int, img_size: int | None, fine_tune: int, head: str,
-                patience: int | None, output: Path) -> int:
-    if base not in ZOO:
-        raise UsageError(f"unknown base {base!r}: use one of {', '.join(ZOO)}")
-    if head not in HEADS:
-        raise UsageError(f"unknown head {head!r}: use one of {', '.join(HEADS)}")
-    if epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {epochs}")
-    if batch_size < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch_size}")
-    if fine_tune < 0:
-        raise UsageError(f"--fine-tune is a number of base layers to unfreeze (0 for none), got {fine_tune}")
-    if patience is not None and patience < 0:
-        raise UsageError(f"--patience is a number of epochs (0: never stop early), got {patience}")
-    size = img_size if img_size is not None else ZOO[base].input_size
-    if size < 32:
-        raise UsageError(f"--img-size must be at least 32 (the base shrinks images 32 times), got {size}")
-    if output.suffix != ".keras":
-        raise UsageError(f"the model file must end in .keras (Keras 3 format), got {output.name}")
-    return size
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to train (checked when made).
 
-
-def train_classifier(
-    data_dir: str | Path,
-    output: str | Path,
-    *,
-    base: str = DEFAULT_MODEL,
-    epochs: int = 10,
-    batch_size: int = 64,
-    img_size: int | None = None,
-    val_split: float | None = None,
-    seed: int = 12345,
-    flip: bool = False,
-    fine_tune: int = 0,
-    head: str = "softmax",
-    patience: int | None = 3,
-    overwrite: bool = False,
-    progress: Callable[[TrainEvent], None] | None = None,
-) -> TrainResult:
-    """Train a classifier on folders of images with a frozen pretrained base and save it as ``.keras``.
-
-    Every image is read and checked before the first epoch: unreadable files are skipped and reported, bad
-    layouts (one class, an empty class, train/val classes that differ) raise before any training.
-    ``keras.utils.set_random_seed(seed)`` is called, so runs are repeatable (on one machine).
-
-    Args:
-        data_dir: ``train/<class>/`` and ``val/<class>/`` inside, or ``<class>/`` folders with ``val_split``.
-        output: the ``.keras`` file to write; the curves go to ``<stem>_curves.png`` beside it.
+    Attributes:
         base: a zoo backbone, used without its top and frozen.
         epochs: epochs of the first phase (and at most as many again for fine-tuning).
         batch_size: images per step.
@@ -282,6 +239,62 @@ def train_classifier(
         patience: epochs without a lower validation loss before a phase stops early; 0 or None: never stop early.
             The weights of the best epoch are kept either way.
         overwrite: replace an existing model and curves file.
+
+    Raises:
+        UsageError: a value out of range.
+    """
+
+    base: str = DEFAULT_MODEL
+    epochs: int = 10
+    batch_size: int = 64
+    img_size: int | None = None
+    val_split: float | None = None
+    seed: int = 12345
+    flip: bool = False
+    fine_tune: int = 0
+    head: str = "softmax"
+    patience: int | None = 3
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.base not in ZOO:
+            raise UsageError(f"unknown base {self.base!r}: use one of {', '.join(ZOO)}")
+        if self.head not in HEADS:
+            raise UsageError(f"unknown head {self.head!r}: use one of {', '.join(HEADS)}")
+        if self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch must be at least 1, got {self.batch_size}")
+        if self.fine_tune < 0:
+            raise UsageError(f"--fine-tune is a number of base layers to unfreeze (0 for none), got {self.fine_tune}")
+        if self.patience is not None and self.patience < 0:
+            raise UsageError(f"--patience is a number of epochs (0: never stop early), got {self.patience}")
+        if self.size < 32:
+            raise UsageError(f"--img-size must be at least 32 (the base shrinks images 32 times), got {self.size}")
+
+    @property
+    def size(self) -> int:
+        """The square input size the model is trained at."""
+        return self.img_size if self.img_size is not None else ZOO[self.base].input_size
+
+
+def train_classifier(
+    data_dir: str | Path,
+    output: str | Path,
+    *,
+    options: TrainOptions | None = None,
+    progress: Callable[[TrainEvent], None] | None = None,
+) -> TrainResult:
+    """Train a classifier on folders of images with a frozen pretrained base and save it as ``.keras``.
+
+    Every image is read and checked before the first epoch: unreadable files are skipped and reported, bad
+    layouts (one class, an empty class, train/val classes that differ) raise before any training.
+    ``keras.utils.set_random_seed(seed)`` is called, so runs are repeatable (on one machine).
+
+    Args:
+        data_dir: ``train/<class>/`` and ``val/<class>/`` inside, or ``<class>/`` folders with ``val_split``.
+        output: the ``.keras`` file to write; the curves go to ``<stem>_curves.png`` beside it.
+        options: :class:`TrainOptions` (base, epochs, augmentation, fine-tuning, head, ...).
         progress: called with each :class:`TrainEvent`.
 
     Raises:
@@ -290,25 +303,28 @@ def train_classifier(
         WeightsError: the base's pretrained weights are missing.
 
     Example:
-        >>> result = train_classifier("data/cats_dogs", "cats_dogs.keras", epochs=10)  # doctest: +SKIP
+        >>> opts = TrainOptions(epochs=10)
+        >>> result = train_classifier("data/cats_dogs", "cats_dogs.keras", options=opts)  # doctest: +SKIP
         >>> result.val_accuracy  # doctest: +SKIP
         0.97
     """
     import keras
 
+    o = options or TrainOptions()
     output = Path(output)
-    size = _check_args(base, epochs, batch_size, img_size, fine_tune, head, patience, output)
+    if output.suffix != ".keras":
+        raise UsageError(f"the model file must end in .keras (Keras 3 format), got {output.name}")
     curves = curves_path(output)
-    check_output(output, overwrite=overwrite)
-    check_output(curves, overwrite=overwrite)
+    check_output(output, overwrite=o.overwrite)
+    check_output(curves, overwrite=o.overwrite)
 
     def emit(event: TrainEvent) -> None:
         if progress:
             progress(event)
 
-    found = find_images(data_dir, val_split=val_split, seed=seed)
+    found = find_images(data_dir, val_split=o.val_split, seed=o.seed)
     names = found.class_names
-    if head == "sigmoid" and len(names) != 2:
+    if o.head == "sigmoid" and len(names) != 2:
         raise UsageError(f"--head sigmoid is the two-class head and {data_dir} has {len(names)} classes: use "
                          "softmax or multilabel")
     skipped = list(found.skipped)
@@ -317,8 +333,8 @@ def train_classifier(
     emit(TrainEvent("data", f"{len(names)} classes ({', '.join(names)}): {len(found.train)} training and "
                             f"{len(found.val)} validation files ({found.layout})"))
 
-    keras.utils.set_random_seed(seed)
-    model, base_model = _build(base, size, len(names), head)  # before reading images: missing weights fail fast
+    keras.utils.set_random_seed(o.seed)
+    model, base_model = _build(o.base, o.size, len(names), o.head)  # before reading images: missing weights fail fast
 
     def on_skip(s: Skipped) -> None:
         skipped.append(s)
@@ -327,15 +343,14 @@ def train_classifier(
     def on_progress(done: int, total: int) -> None:
         emit(TrainEvent("decode", f"read {done}/{total} images"))
 
-    with load_images(found.train + found.val, (size, size), on_skip=on_skip, on_progress=on_progress) as decoded:
-        return _train(decoded, found, model, base_model, names, output, curves, emit, skipped,
-                      base=base, size=size, head=head, epochs=epochs, batch_size=batch_size, seed=seed, flip=flip,
-                      fine_tune=fine_tune, patience=patience, val_split=val_split)
+    with load_images(found.train + found.val, (o.size, o.size), on_skip=on_skip, on_progress=on_progress) as decoded:
+        return _train(decoded, found, (model, base_model), (output, curves), emit, skipped, o)
 
 
-def _train(decoded: DecodedImages, found, model, base_model, names, output: Path, curves: Path, emit,
-           skipped: list[Skipped], *, base: str, size: int, head: str, epochs: int, batch_size: int, seed: int,
-           flip: bool, fine_tune: int, patience: int | None, val_split: float | None) -> TrainResult:
+def _train(decoded: DecodedImages, found, models: tuple, paths: tuple[Path, Path], emit, skipped: list[Skipped],
+           o: TrainOptions) -> TrainResult:
+    model, base_model = models
+    names = found.class_names
     train_set = set(p for p, _ in found.train)
     is_train = np.array([p in train_set for p in decoded.paths], bool)
     train_idx, val_idx = np.flatnonzero(is_train), np.flatnonzero(~is_train)
@@ -344,39 +359,54 @@ def _train(decoded: DecodedImages, found, model, base_model, names, output: Path
         missing = [names[c] for c in range(len(names)) if not np.any(labels[idx] == c)]
         if missing:
             raise InputError(f"no readable {split} images of class {', '.join(missing)}: every class needs some")
-    y = _labels(labels, len(names), head)
-    augment = _augmenter(seed, flip)
-    preprocess = ZOO[base].preprocess
-    train_ds = _pipeline(decoded.images, y, train_idx, batch_size, preprocess, shuffle_seed=seed, augment=augment)
-    val_ds = _pipeline(decoded.images, y, val_idx, batch_size, preprocess)
+    y = _labels(labels, len(names), o.head)
+    augment = _augmenter(o.seed, o.flip)
+    preprocess = ZOO[o.base].preprocess
+    train_ds = _pipeline(decoded.images, y, train_idx, o.batch_size, preprocess, shuffle_seed=o.seed, augment=augment)
+    val_ds = _pipeline(decoded.images, y, val_idx, o.batch_size, preprocess)
 
-    emit(TrainEvent("phase", f"training the head on {base} (frozen) at {size}x{size}: {len(train_idx)} training, "
-                             f"{len(val_idx)} validation images, up to {epochs} epochs"))
-    _compile(model, head, 1e-3)
-    history = _fit(model, train_ds, val_ds, first=0, epochs=epochs, patience=patience, emit=emit, phase="head")
+    history, fine_tune_epoch = _phases(model, base_model, train_ds, val_ds, emit, o, (len(train_idx), len(val_idx)))
+    return _save(model, base_model, history, fine_tune_epoch, found, paths, emit, skipped, o,
+                 (int(len(train_idx)), int(len(val_idx))))
+
+
+def _phases(model, base_model, train_ds, val_ds, emit, o: TrainOptions, counts: tuple[int, int]):
+    """The head phase, then (with ``fine_tune``) the fine-tuning phase; the best weights are kept."""
+    emit(TrainEvent("phase", f"training the head on {o.base} (frozen) at {o.size}x{o.size}: {counts[0]} training, "
+                             f"{counts[1]} validation images, up to {o.epochs} epochs"))
+    _compile(model, o.head, 1e-3)
+    history = _fit(model, train_ds, val_ds, first=0, epochs=o.epochs, patience=o.patience, emit=emit, phase="head")
     fine_tune_epoch = None
-    if fine_tune:
+    if o.fine_tune:
         done = len(history["loss"])
         best_first = min(history["val_loss"])
         kept = model.get_weights()
-        unfrozen = _unfreeze_top(base_model, fine_tune)
-        emit(TrainEvent("phase", f"fine-tuning the top {fine_tune} layers of {base} ({unfrozen} with trainable "
-                                 f"weights) at learning rate {_FINE_TUNE_LR:g}, up to {epochs} epochs"))
-        _compile(model, head, _FINE_TUNE_LR)
-        more = _fit(model, train_ds, val_ds, first=done, epochs=epochs, patience=patience, emit=emit,
+        unfrozen = _unfreeze_top(base_model, o.fine_tune)
+        emit(TrainEvent("phase", f"fine-tuning the top {o.fine_tune} layers of {o.base} ({unfrozen} with trainable "
+                                 f"weights) at learning rate {_FINE_TUNE_LR:g}, up to {o.epochs} epochs"))
+        _compile(model, o.head, _FINE_TUNE_LR)
+        more = _fit(model, train_ds, val_ds, first=done, epochs=o.epochs, patience=o.patience, emit=emit,
                     phase="fine-tune")
         fine_tune_epoch = done + 1
         for k in history:
             history[k] += more.get(k, [])
         if min(more["val_loss"]) > best_first:
             model.set_weights(kept)  # fine-tuning never improved on the head alone: keep the head's best
+    return history, fine_tune_epoch
+
+
+def _save(model, base_model, history: dict, fine_tune_epoch, found, paths: tuple[Path, Path], emit,
+          skipped: list[Skipped], o: TrainOptions, counts: tuple[int, int]) -> TrainResult:
+    """Save the best model with vidcam's metadata and the curves; the result holds the model in memory."""
+    output, curves = paths
+    names, size, preprocess = found.class_names, o.size, ZOO[o.base].preprocess
     best = int(np.nanargmin(history["val_loss"]))
     val_loss, val_acc = history["val_loss"][best], history["val_accuracy"][best]
 
-    output_kind = HEADS[head][0]
-    layer = f"{base_model.name}/{ZOO[base].default_layer}"
+    output_kind = HEADS[o.head][0]
+    layer = f"{base_model.name}/{ZOO[o.base].default_layer}"
     try:
-        fmap = base_model.get_layer(ZOO[base].default_layer).output.shape
+        fmap = base_model.get_layer(ZOO[o.base].default_layer).output.shape
         default_layer = layer if fmap[1] > 1 or fmap[2] > 1 else None
     except ValueError:
         default_layer = None
@@ -389,13 +419,13 @@ def _train(decoded: DecodedImages, found, model, base_model, names, output: Path
         "output": output_kind,
         "fit": "squash",
         "default_layer": default_layer,
-        "base": base,
-        "head": head,
+        "base": o.base,
+        "head": o.head,
         "trained_by": f"vidcam {__version__} train",
         "training": {
-            "epochs_run": len(history["loss"]), "best_epoch": best + 1, "batch_size": batch_size, "seed": seed,
-            "val_split": val_split, "layout": found.layout, "flip": flip, "fine_tune": fine_tune,
-            "train_images": int(len(train_idx)), "val_images": int(len(val_idx)),
+            "epochs_run": len(history["loss"]), "best_epoch": best + 1, "batch_size": o.batch_size, "seed": o.seed,
+            "val_split": o.val_split, "layout": found.layout, "flip": o.flip, "fine_tune": o.fine_tune,
+            "train_images": counts[0], "val_images": counts[1],
             "val_loss": val_loss, "val_accuracy": val_acc,
         },
     }
@@ -414,5 +444,4 @@ def _train(decoded: DecodedImages, found, model, base_model, names, output: Path
         name=str(output), model=model, input_size=(size, size), preprocess=preprocess, class_names=list(names),
         output=output_kind, default_layer=default_layer, fit="squash", extra=meta,
     )
-    return TrainResult(output, curves, classifier, history, best + 1, val_acc, val_loss, int(len(train_idx)),
-                       int(len(val_idx)), skipped)
+    return TrainResult(output, curves, classifier, history, best + 1, val_acc, val_loss, counts[0], counts[1], skipped)

@@ -1,24 +1,31 @@
-"""The video job: a streaming pipeline from a video file to its Grad-CAM heatmap video.
+"""The video job: a video file to its heatmap video, streaming, every frame at its own time.
 
 ::
 
-    ffmpeg decode --rgb24 pipe--> reader thread --queue--> engine thread --queue--> main thread --pipe--> ffmpeg encode
-    (upright frames)              (fit to model)            (batched CAMs,           (render, write,      (H.264 + the
-                                                             smoothing)               labels, progress)    source audio)
+    VideoSource --> fit to the model --> engine (batched CAMs, --> render, then the sinks: VideoSink (encoder,
+    (ffmpeg decode,  (thread)             smoothing, metrics)       the source's audio) and the labels file
+     exact times)                         (thread)                  (this thread)
 
-Every stage runs at once, so the slowest one sets the pace; the queues are bounded, so memory stays flat
-whatever the video's length. No frame touches the disk as an image.
+Each stage runs in its own thread (:class:`vidcam.jobs.pipeline.Pipeline`), so the slowest sets the pace; the
+queues are bounded, so memory stays flat whatever the video's length. No frame touches the disk as an image.
 
 What the output keeps:
 
-- every frame, in order (output frame count == input frame count), at the source's exact rate as a
-  fraction (``30000/1001`` stays ``30000/1001``). A variable-frame-rate source is normalised: all frames are
-  kept and played at the constant rate frames / duration, so the total duration matches (within a frame);
-- the displayed orientation and size (ffmpeg applies rotation metadata while decoding); odd widths or
-  heights are padded to even ones with one black column/row at the right/bottom (H.264 in yuv420p needs
-  even sizes);
-- the audio, copied when the output container takes its codec, else re-encoded to AAC; ``start`` and
-  ``duration`` cut the audio like the video; a silent source gives a silent output.
+- every frame, once and in order, each at its own presentation time (exact to the source's time base, which
+  the output keeps): a variable-frame-rate video stays variable, a frozen screen stays frozen as long, a
+  constant rate keeps its exact fraction (``30000/1001``). Nothing is re-timed onto a grid;
+- when the picture starts: a picture that starts after the sound (a cut clip, an offset) still does, and the
+  sound keeps its own start, so they stay in sync at every point;
+- the displayed orientation and size (rotation applied); odd widths or heights are padded to even ones with
+  one black column/row at the right/bottom (H.264 in yuv420p needs even sizes); the pixel aspect ratio;
+- the colours a player shows: untagged HD decoded as BT.709 and SD as BT.601, full range honoured, HDR (PQ,
+  HLG) tone-mapped to SDR BT.709, interlaced video deinterlaced; the output is tagged with what it is;
+- the audio, every track: copied when the container takes its codec and nothing has to be cut, else
+  re-encoded to AAC and cut to the sample at the picture's end; ``start``/``duration`` keep exactly what
+  ``ffmpeg -ss START -t DURATION -i IN`` keeps, with the same times relative to ``start``. A one-frame video
+  with sound shows its frame for as long as the sound lasts.
+
+Labels carry each frame's ``time``: its presentation time in seconds from the file's start, minus ``start``.
 
 The output is written under a temporary name and renamed when complete; an error, Ctrl-C or a crash leaves
 nothing under the final name and kills both ffmpeg children.
@@ -27,11 +34,6 @@ nothing under the final name and kills both ffmpeg children.
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
-import queue
-import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -41,29 +43,26 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.cam.engine import CamEngine, get_engine
+from vidcam.cam.engine import CamEngine
 from vidcam.cam.metrics import CamMetrics, evaluate_batch, summarize
-from vidcam.errors import FFmpegError, InputError, UsageError
-from vidcam.media.ffmpeg_cmd import decode_args, encode_args, ffmpeg_exe
+from vidcam.cam.spec import ModelLike, build_engine
+from vidcam.errors import UsageError
+from vidcam.jobs.labels import VideoLabelsWriter, label_kind
+from vidcam.jobs.pipeline import Pipeline
+from vidcam.media.ffmpeg_cmd import AudioPlan, EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
 from vidcam.media.outputs import atomic_output, check_output
 from vidcam.media.probe import VideoInfo, probe
-from vidcam.media.process import FFmpegProcess, read_exact, write_frame
-from vidcam.media.render import Renderer, check_render_options, format_label, shrink_to_model
-from vidcam.models.zoo import DEFAULT_MODEL, Classifier
+from vidcam.media.render import RenderOptions, format_label, shrink_to_model
+from vidcam.media.sink import VideoSink
+from vidcam.media.source import FrameBatch, VideoSource, output_colour
+from vidcam.models.zoo import DEFAULT_MODEL
 
 __all__ = [
-    "process_video", "VideoSummary", "VIDEO_SUFFIXES", "PRESETS", "audio_codec_for", "parse_time",
-    "smooth_maps", "default_output", "DEFAULT_PRESET",
+    "process_video", "VideoOptions", "VideoSummary", "VIDEO_SUFFIXES", "audio_codec_for", "parse_time",
+    "smooth_maps", "default_output",
 ]
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-# Measured on the 2-core CPU at 720p (vidcam video, whole process tree): superfast costs about the CPU of
-# ultrafast (~60 vs ~59 ms per frame) for files ~45% smaller; veryfast ~90 ms per frame (the encoder then
-# costs more than the Grad-CAM engine) for files ~20% smaller than superfast.
-DEFAULT_PRESET = "superfast"
-LABEL_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
-_METRIC_COLUMNS = ("average_drop", "deletion_auc", "insertion_auc")
 
 # Audio codecs each container takes as they are (anything else is re-encoded to AAC). Matroska takes all.
 _COPYABLE = {
@@ -78,6 +77,81 @@ _QUEUE_BYTES = 256 * 2**20
 ProgressCallback = Callable[[int, int | None], None]
 
 
+def parse_time(value: str | float | None) -> float | None:
+    """Seconds from ``90``, ``1.5``, ``1:30`` or ``00:01:30.5`` (None stays None).
+
+    Raises:
+        UsageError: not a time.
+    """
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    parts = str(value).strip().split(":")
+    try:
+        if len(parts) > 3 or not all(parts):
+            raise ValueError
+        secs = 0.0
+        for part in parts:
+            secs = secs * 60 + float(part)
+    except ValueError:
+        raise UsageError(f"time {value!r} is not seconds or [HH:]MM:SS[.ms]: use e.g. 90, 1:30 or 0:01:30.5") from None
+    return secs
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """What the video job does (drawing and encoding included), checked when made.
+
+    Attributes:
+        render: how the heatmaps are drawn (:class:`~vidcam.media.render.RenderOptions`).
+        encode: x264 settings (:class:`~vidcam.media.ffmpeg_cmd.EncodeOptions`).
+        class_index: explain this class in every frame instead of each frame's top-1.
+        smooth: temporal smoothing of the heatmaps in [0, 1): each frame's map is
+            ``smooth * previous + (1 - smooth) * current`` (an exponential moving average in frame order), so
+            the heat does not flicker. 0 (default) is off; 0.5 averages over about 3 frames. Labels and
+            probabilities are never smoothed.
+        start: seconds to skip at the beginning (video and audio; ``90``, ``"1:30"``).
+        duration: seconds to process from ``start`` (video and audio).
+        top_k: labels per frame in the labels file.
+        batch_size: frames per engine call (the last batch is padded, so the compiled step never retraces).
+        metrics: measure how faithful each frame's map is (the map as drawn, smoothing included; see
+            :mod:`vidcam.cam.metrics`): per frame in the labels, summarised in the result's ``metrics``.
+            Costs about 35 extra forward passes per measured frame.
+        metrics_every: measure only every N-th frame (0, N, 2N, ...), to keep long videos affordable.
+        overwrite: replace existing outputs.
+
+    Raises:
+        UsageError: a value out of range.
+    """
+
+    render: RenderOptions = field(default_factory=RenderOptions)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    class_index: int | None = None
+    smooth: float = 0.0
+    start: float | str | None = None
+    duration: float | str | None = None
+    top_k: int = 3
+    batch_size: int = 8
+    metrics: bool = False
+    metrics_every: int = 1
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", parse_time(self.start))
+        object.__setattr__(self, "duration", parse_time(self.duration))
+        if not 0.0 <= self.smooth < 1.0:
+            raise UsageError(f"smooth must be within [0, 1) (0: off, 0.6: calm, 0.9: very slow), got {self.smooth}")
+        if self.batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.top_k < 1:
+            raise UsageError(f"top-k must be at least 1, got {self.top_k}")
+        if self.start is not None and self.start < 0:
+            raise UsageError(f"start must be 0 or more seconds, got {self.start}")
+        if self.duration is not None and self.duration <= 0:
+            raise UsageError(f"duration must be more than 0 seconds, got {self.duration}")
+        if self.metrics_every < 1:
+            raise UsageError(f"metrics_every must be at least 1 (every frame), got {self.metrics_every}")
+
+
 @dataclass
 class VideoSummary:
     """What :func:`process_video` did.
@@ -86,7 +160,11 @@ class VideoSummary:
         input: the source video.
         output: the heatmap video written.
         frames: frames written (== frames decoded).
-        fps: the output's frame rate (exact fraction).
+        fps: the rate (exact fraction): the source's for a constant-rate video, the average for a variable one
+            (every frame keeps its own time either way).
+        vfr: the source (hence the output) has a variable frame rate.
+        start: the first frame's time in the output (seconds; > 0 when the picture starts after the sound).
+        duration: seconds from the first frame's start to the last frame's end.
         width: output width (side-by-side doubles it; odd sizes are padded to even by the encoder).
         height: output height.
         audio: ``copy``, ``aac`` or ``none``.
@@ -110,6 +188,9 @@ class VideoSummary:
     top_labels: list[tuple[str, int]] = field(default_factory=list)
     source: VideoInfo | None = field(default=None, repr=False)
     metrics: dict | None = None
+    vfr: bool = False
+    start: float = 0.0
+    duration: float = 0.0
 
     @property
     def frames_per_second(self) -> float:
@@ -119,7 +200,8 @@ class VideoSummary:
     def as_dict(self) -> dict:
         return {
             "input": self.input, "output": self.output, "frames": self.frames,
-            "fps": f"{self.fps.numerator}/{self.fps.denominator}", "width": self.width, "height": self.height,
+            "fps": f"{self.fps.numerator}/{self.fps.denominator}", "vfr": self.vfr, "start": round(self.start, 6),
+            "duration": round(self.duration, 6), "width": self.width, "height": self.height,
             "audio": self.audio, "labels_out": self.labels_out, "seconds": round(self.seconds, 3),
             "frames_per_second": round(self.frames_per_second, 2),
             "top_labels": [{"label": k, "frames": v} for k, v in self.top_labels],
@@ -159,114 +241,6 @@ def smooth_maps(cams: np.ndarray, factor: float, state: np.ndarray | None = None
     return out, state
 
 
-class _Failure:
-    """Carries a worker thread's exception to the main thread through a queue."""
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_END = object()
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put, waiting while the queue is full, unless the run is being stopped."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(q: queue.Queue, stop: threading.Event):
-    while True:
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                return _END
-
-
-
-def parse_time(value: str | float | None) -> float | None:
-    """Seconds from ``90``, ``1.5``, ``1:30`` or ``00:01:30.5`` (None stays None).
-
-    Raises:
-        UsageError: not a time.
-    """
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else float(value)
-    parts = str(value).strip().split(":")
-    try:
-        if len(parts) > 3 or not all(parts):
-            raise ValueError
-        secs = 0.0
-        for part in parts:
-            secs = secs * 60 + float(part)
-    except ValueError:
-        raise UsageError(f"time {value!r} is not seconds or [HH:]MM:SS[.ms]: use e.g. 90, 1:30 or 0:01:30.5") from None
-    return secs
-
-
-def _check_options(layout, alpha, colormap, fit, smooth, crf, preset, batch_size, start, duration, top_k) -> None:
-    check_render_options(layout, colormap, fit, alpha)
-    if not 0.0 <= smooth < 1.0:
-        raise UsageError(f"smooth must be within [0, 1) (0: off, 0.6: calm, 0.9: very slow), got {smooth}")
-    if not 0 <= crf <= 51:
-        raise UsageError(f"crf must be within 0..51 (lower is better quality; 18-23 is typical), got {crf}")
-    if preset not in PRESETS:
-        raise UsageError(f"unknown x264 preset {preset!r}: use one of {', '.join(PRESETS)}")
-    if batch_size < 1:
-        raise UsageError(f"batch size must be at least 1, got {batch_size}")
-    if top_k < 1:
-        raise UsageError(f"top-k must be at least 1, got {top_k}")
-    if start is not None and start < 0:
-        raise UsageError(f"start must be 0 or more seconds, got {start}")
-    if duration is not None and duration <= 0:
-        raise UsageError(f"duration must be more than 0 seconds, got {duration}")
-
-
-class _LabelsWriter:
-    """Per-frame top-k labels as CSV (``frame,time,label,probability,class_id,label_2,...``) or JSON Lines."""
-
-    def __init__(self, fh, kind: str, top_k: int, metrics: bool = False) -> None:
-        self.fh, self.kind, self.top_k, self.metrics = fh, kind, top_k, metrics
-        if kind == "csv":
-            self.csv = csv.writer(fh)
-            head = ["frame", "time", "label", "probability", "class_id"]
-            for j in range(2, top_k + 1):
-                head += [f"label_{j}", f"probability_{j}", f"class_id_{j}"]
-            if metrics:  # after the labels; empty on frames that were not measured (--metrics-every)
-                head += list(_METRIC_COLUMNS)
-            self.csv.writerow(head)
-
-    def write(self, index: int, t: float, preds: list[tuple[int, str, float]], m: CamMetrics | None = None) -> None:
-        if self.kind == "csv":
-            row: list = [index, f"{t:.6f}"]
-            for cid, name, p in preds:
-                row += [name, f"{p:.6f}", cid]
-            if self.metrics:
-                row += [""] * (3 * (self.top_k - len(preds)))
-                row += [] if m is None else [f"{m.average_drop:.3f}", f"{m.deletion_auc:.6f}",
-                                             f"{m.insertion_auc:.6f}"]
-            self.csv.writerow(row)
-        else:
-            obj = {
-                "frame": index, "time": round(t, 6),
-                "predictions": [{"class_id": c, "label": n, "probability": round(p, 6)} for c, n, p in preds],
-            }
-            if m is not None:
-                obj["metrics"] = m.as_dict()
-            self.fh.write(json.dumps(obj) + "\n")
-
-    def summary(self, summary: dict) -> None:
-        """JSON Lines end with one ``{"metrics_summary": ...}`` line; a CSV has the per-frame columns only."""
-        if self.kind != "csv":
-            self.fh.write(json.dumps({"metrics_summary": summary}) + "\n")
-
-
 def default_output(input_path: str | Path) -> Path:
     """``<stem>_heatmap.mp4`` in the current folder."""
     return Path(f"{Path(input_path).stem}_heatmap.mp4")
@@ -276,64 +250,24 @@ def process_video(
     input: str | Path,
     output: str | Path | None = None,
     *,
-    model: str | Path | Classifier | CamEngine = DEFAULT_MODEL,
-    layer: str | None = None,
-    method: str = "gradcam",
-    weights: str | Path | None = None,
-    unsafe: bool = False,
-    class_index: int | None = None,
-    layout: str = "overlay",
-    alpha: float = 0.4,
-    colormap: str = "jet",
-    fit: str = "squash",
-    smooth: float = 0.0,
-    start: float | None = None,
-    duration: float | None = None,
+    model: ModelLike = DEFAULT_MODEL,
+    options: VideoOptions | None = None,
     labels_out: str | Path | None = None,
-    top_k: int = 3,
-    crf: int = 20,
-    preset: str = DEFAULT_PRESET,
-    batch_size: int = 8,
-    overwrite: bool = False,
     ffmpeg: str | None = None,
     progress: ProgressCallback | None = None,
-    metrics: bool = False,
-    metrics_every: int = 1,
 ) -> VideoSummary:
-    """Make the Grad-CAM heatmap video of a video, streaming (memory does not grow with the video's length).
+    """Make the heatmap video of a video, streaming (memory does not grow with the video's length).
 
     Args:
         input: the source video (any format ffmpeg reads).
         output: the heatmap video (``.mp4``, ``.m4v``, ``.mov`` or ``.mkv``); default ``<stem>_heatmap.mp4``.
-        model: zoo name, ``.keras`` path, :class:`Classifier` or a built :class:`CamEngine`.
-        layer: Grad-CAM layer (default: the model's).
-        method: ``gradcam``, ``gradcam++`` or ``scorecam``.
-        weights: weights file for a zoo model.
-        unsafe: allow ``.keras`` files with Lambda layers.
-        class_index: explain this class in every frame instead of each frame's top-1.
-        layout: ``overlay`` or ``side-by-side`` (original | overlay; doubles the width).
-        alpha: heatmap opacity in [0, 1].
-        colormap: one of :data:`vidcam.media.render.COLORMAPS`.
-        fit: ``squash`` (default: the whole frame is resized to the model's input, so all of it is explained)
-            or ``crop`` (the centre square the ImageNet protocol uses; the rest gets no heat).
-        smooth: temporal smoothing of the heatmaps in [0, 1): each frame's map is
-            ``smooth * previous + (1 - smooth) * current`` (an exponential moving average over frames, in
-            frame order), so the heat does not flicker. 0 (default) is off; 0.5 averages over about 3 frames.
-            Labels and probabilities are never smoothed.
-        start: seconds to skip at the beginning (video and audio).
-        duration: seconds to process from ``start`` (video and audio).
-        labels_out: write per-frame top-k labels here: ``.csv`` or ``.jsonl`` (JSON Lines).
-        top_k: labels per frame in ``labels_out``.
-        crf: x264 quality (0-51, lower is better; 20 default).
-        preset: x264 speed preset (default ``superfast``: see :data:`DEFAULT_PRESET`).
-        batch_size: frames per engine call (the last batch is padded, so the compiled step never retraces).
-        overwrite: replace existing outputs.
+        model: zoo name, ``.keras`` path, :class:`~vidcam.cam.spec.ModelSpec` (layer, method, weights),
+            loaded classifier or built engine.
+        options: :class:`VideoOptions` (drawing, encoding, smoothing, the part to process, ...).
+        labels_out: write per-frame top-k labels here: ``.csv`` or ``.jsonl`` (JSON Lines), each frame with its
+            ``time`` (seconds from the file's start, minus ``start``).
         ffmpeg: ffmpeg binary (default ``$VIDCAM_FFMPEG`` or imageio-ffmpeg's).
         progress: called as ``progress(frames_done, frames_total_estimate)`` from the calling thread.
-        metrics: measure how faithful each frame's map is (the map as drawn, smoothing included; see
-            :mod:`vidcam.cam.metrics`): per frame in ``labels_out``, summarised in the result's ``metrics``.
-            Costs about 35 extra forward passes per measured frame.
-        metrics_every: measure only every N-th frame (0, N, 2N, ...), to keep long videos affordable.
 
     Returns:
         A :class:`VideoSummary`.
@@ -345,222 +279,160 @@ def process_video(
         FFmpegError: ffmpeg failed (the message carries its last lines).
 
     Example:
-        >>> s = process_video("video/demo.mp4", "demo_heatmap.mp4", smooth=0.5)  # doctest: +SKIP
+        >>> s = process_video("video/demo.mp4", "demo_heatmap.mp4", options=VideoOptions(smooth=0.5))  # doctest: +SKIP
         >>> s.frames, s.fps  # doctest: +SKIP
         (150, Fraction(25, 1))
     """
-    _check_options(layout, alpha, colormap, fit, smooth, crf, preset, batch_size, start, duration, top_k)
-    if metrics_every < 1:
-        raise UsageError(f"metrics_every must be at least 1 (every frame), got {metrics_every}")
+    o = options or VideoOptions()
     output = Path(output) if output is not None else default_output(input)
     if output.suffix.lower() not in VIDEO_SUFFIXES:
         raise UsageError(f"output {output} must end in {', '.join(VIDEO_SUFFIXES)} (vidcam writes H.264)")
-    label_kind = None
-    if labels_out is not None:
-        labels_out = Path(labels_out)
-        label_kind = LABEL_SUFFIXES.get(labels_out.suffix.lower())
-        if label_kind is None:
-            raise UsageError(f"labels file {labels_out} must end in .csv or .jsonl")
+    kind = label_kind(labels_out, ("csv", "jsonl")) if labels_out is not None else None
     exe = ffmpeg_exe(ffmpeg)
     info = probe(input, ffmpeg=exe)
-    total = info.frames_between(start, duration)
-    if start and total == 0:
-        raise UsageError(f"start {start:g} s is at or after the end of {input} ({info.end:.3f} s)")
-    check_output(output, overwrite=overwrite, inputs=(input,))
+    total = info.frames_between(o.start, o.duration)
+    if o.start and total == 0:
+        raise UsageError(f"start {o.start:g} s is at or after the end of {input} ({info.end:.3f} s)")
+    check_output(output, overwrite=o.overwrite, inputs=(input,))
     if labels_out is not None:
-        check_output(labels_out, overwrite=overwrite, inputs=(input, output))
-    engine = get_engine(model, layer=layer, method=method, weights=weights, unsafe=unsafe)
+        check_output(labels_out, overwrite=o.overwrite, inputs=(input, output))
+    engine = build_engine(model)
     clf = engine.classifier
-    if class_index is not None and not 0 <= class_index < clf.num_classes:
-        raise UsageError(f"class {class_index} is out of range: the model has {clf.num_classes} classes "
+    if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
+        raise UsageError(f"class {o.class_index} is out of range: the model has {clf.num_classes} classes "
                          f"(0..{clf.num_classes - 1})")
-    return _Run(
-        info, output, exe, engine, class_index=class_index, layout=layout, alpha=alpha, colormap=colormap,
-        fit=fit, smooth=smooth, start=start, duration=duration, labels_out=labels_out, label_kind=label_kind,
-        top_k=top_k, crf=crf, preset=preset, batch_size=batch_size, progress=progress, total=total,
-        metrics=metrics, metrics_every=metrics_every,
-    ).run()
+    run = _VideoRun(info, engine, o, exe, total)
+    return run.run(output, Path(labels_out) if labels_out is not None else None, kind, progress)
 
 
-class _Run:
-    """One pipelined run (see the module docstring for the stages)."""
+def planned_end(info: VideoInfo, start: float | None, duration: float | None) -> float:
+    """Where the output's picture ends (seconds, output timeline): the source's last frame end, or, for a video
+    of one frame, the end of its sound (the frame is held); never past ``duration``."""
+    s = start or 0.0
+    end = info.end - s
+    if info.frames == 1 and info.audio_end is not None:
+        end = max(end, info.audio_end - s)
+    return min(end, duration) if duration is not None else end
 
-    def __init__(self, info: VideoInfo, output: Path, exe: str, engine: CamEngine, **opts) -> None:
-        self.info, self.output, self.exe, self.engine = info, output, exe, engine
-        self.o = opts
-        self.stop = threading.Event()
-        h, w = engine.input_size
-        self.model_size = (h, w)
+
+def audio_plan(info: VideoInfo, o: VideoOptions, suffix: str, end: float) -> AudioPlan | None:
+    """How the source's audio goes into the output: copied when nothing has to be cut, else AAC cut at ``end``.
+
+    Audio that ends within half a frame after the picture is copied as it is (codecs pad their last packet: a
+    millisecond of MP3 or Matroska rounding is no reason to re-encode); longer audio is cut to the sample.
+    """
+    codec = audio_codec_for(info.audio_codecs, suffix)
+    if codec == "none":
+        return None
+    half_frame = info.duration / max(1, info.frames) / 2
+    overhang = info.audio_end is not None and info.audio_end - (o.start or 0.0) > end + half_frame
+    if o.start or o.duration is not None or overhang:
+        codec = "aac"
+    return AudioPlan(info.path, codec, start=o.start, duration=o.duration, end=end if codec == "aac" else None)
+
+
+class _VideoRun:
+    """One run: the stages' state (smoothing carries over batches) and the sinks."""
+
+    def __init__(self, info: VideoInfo, engine: CamEngine, o: VideoOptions, exe: str, total: int) -> None:
+        self.info, self.engine, self.o, self.exe, self.total = info, engine, o, exe, total
+        self.state: np.ndarray | None = None
+        self.counts: Counter = Counter()
+        self.measured: dict[int, CamMetrics] = {}
         frame_bytes = info.width * info.height * 3
-        self.depth = max(1, min(3, _QUEUE_BYTES // max(1, frame_bytes * opts["batch_size"])))
-        self.q_in: queue.Queue = queue.Queue(maxsize=self.depth)
-        self.q_out: queue.Queue = queue.Queue(maxsize=self.depth)
+        self.depth = max(1, min(3, _QUEUE_BYTES // max(1, frame_bytes * o.batch_size)))
 
-    # -- stage 1: decode (ffmpeg) + fit to the model ----------------------------------------------------------
+    # -- stages (each in its own thread) ---------------------------------------------------------------------
 
-    def _reader(self, decoder: FFmpegProcess) -> None:
-        info, b = self.info, self.o["batch_size"]
-        fh, fw = info.height, info.width
-        pipe = decoder.proc.stdout
-        index, partial = 0, False
-        try:
-            while not self.stop.is_set():
-                frames = np.empty((b, fh, fw, 3), np.uint8)
-                n = 0
-                while n < b:
-                    view = memoryview(frames[n]).cast("B")
-                    got = read_exact(pipe, view)
-                    if got < len(view):
-                        partial = got > 0
-                        break
-                    n += 1
-                if n:
-                    fitted = [shrink_to_model(frames[i], self.model_size, self.o["fit"]) for i in range(n)]
-                    small = np.stack([f[0] for f in fitted])
-                    if not _put(self.q_in, (index, frames[:n], small, [f[1] for f in fitted]), self.stop):
-                        return
-                    index += n
-                if n < b:
-                    break
-            if self.stop.is_set():
-                return
-            rc = decoder.wait()
-            if rc != 0:
-                raise FFmpegError(f"ffmpeg (decoding {info.path}) failed (exit code {rc}): {decoder.tail()}")
-            if partial:
-                raise FFmpegError(f"ffmpeg (decoding {info.path}) ended in the middle of a frame")
-            if index == 0:
-                raise InputError(f"no frames decoded from {info.path} in the selected range")
-            _put(self.q_in, _END, self.stop)
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            _put(self.q_in, _Failure(e), self.stop)
+    def fit(self, batch: FrameBatch):
+        fitted = [shrink_to_model(f, self.engine.input_size, self.o.render.fit) for f in batch.pixels]
+        return batch, np.stack([f[0] for f in fitted]), [f[1] for f in fitted]
 
-    # -- stage 2: batched engine + temporal smoothing ---------------------------------------------------------
-
-    def _engine(self) -> None:
-        b, smooth, cls = self.o["batch_size"], self.o["smooth"], self.o["class_index"]
-        state = None
-        try:
-            while True:
-                item = _get(self.q_in, self.stop)
-                if item is _END or isinstance(item, _Failure):
-                    _put(self.q_out, item, self.stop)
-                    return
-                index, frames, small, windows = item
-                n = len(small)
-                if n < b:  # pad to the fixed batch shape: the compiled step sees one shape only
-                    small = np.concatenate([small, np.zeros((b - n, *small.shape[1:]), np.uint8)])
-                res = self.engine.run(small, cls)
-                cams, state = smooth_maps(res.cams[:n], smooth, state)
-                ids, probs = res.top_k(self.o["top_k"])
-                measured: dict[int, CamMetrics] = {}
-                if self.o["metrics"]:
-                    sel = [i for i in range(n) if (index + i) % self.o["metrics_every"] == 0]
-                    if sel:
-                        found = evaluate_batch(self.engine, small[sel], cams[sel], res.class_ids[sel])
-                        measured = {index + i: m for i, m in zip(sel, found)}
-                if not _put(self.q_out, (index, frames, cams, windows, res.class_ids[:n],
-                                         res.probabilities[:n], ids[:n], probs[:n], measured), self.stop):
-                    return
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            _put(self.q_out, _Failure(e), self.stop)
-
-    # -- stage 3 (this thread): render, encode, labels, progress -----------------------------------------------
-
-    def run(self) -> VideoSummary:
-        info, o = self.info, self.o
-        clf = self.engine.classifier
-        names = clf.class_names
-        out_w = info.width * (2 if o["layout"] == "side-by-side" else 1)
-        audio = audio_codec_for(info.audio_codecs, self.output.suffix)
-        start = o["start"] or 0.0
-        # The audio is cut to the video's length, so the output ends with its last frame.
-        video_len = o["total"] / info.fps if o["total"] else None
-        renderer = Renderer(layout=o["layout"], alpha=o["alpha"], colormap=o["colormap"])
-        progress = o["progress"]
-        spf = 1 / info.fps
-        counts: Counter = Counter()
+    def explain(self, item):
+        batch, small, windows = item
+        o, n = self.o, len(batch)
+        if n < o.batch_size:  # pad to the fixed batch shape: the compiled step sees one shape only
+            small = np.concatenate([small, np.zeros((o.batch_size - n, *small.shape[1:]), np.uint8)])
+        res = self.engine.run(small, o.class_index)
+        cams, self.state = smooth_maps(res.cams[:n], o.smooth, self.state)
+        ids, probs = res.top_k(o.top_k)
         measured: dict[int, CamMetrics] = {}
+        if o.metrics:
+            sel = [i for i in range(n) if (batch.index + i) % o.metrics_every == 0]
+            if sel:
+                found = evaluate_batch(self.engine, small[sel], cams[sel], res.class_ids[sel])
+                measured = {batch.index + i: m for i, m in zip(sel, found)}
+        return batch, windows, cams, res.class_ids[:n], res.probabilities[:n], ids[:n], probs[:n], measured
+
+    # -- this thread: render, then the sinks ---------------------------------------------------------------
+
+    def _deliver(self, item, renderer, sink: VideoSink, labels: VideoLabelsWriter | None) -> None:
+        batch, windows, cams, class_ids, probs, ids, top_probs, measured = item
+        names = self.engine.classifier.class_names
+        self.measured.update(measured)
+        for i in range(len(batch)):
+            cid = int(class_ids[i])
+            self.counts[names[cid]] += 1
+            sink.write(renderer(batch.pixels[i], cams[i], format_label(names[cid], float(probs[i, cid])), windows[i]),
+                       batch.nanoseconds(i))
+            if labels is not None:
+                preds = [{"class_id": int(c), "label": names[int(c)], "probability": round(float(p), 6)}
+                         for c, p in zip(ids[i], top_probs[i])]
+                m = measured.get(batch.index + i)
+                labels.write(batch.index + i, batch.seconds(i), preds, m.as_dict() if m is not None else None)
+
+    def _sink(self, tmp: Path, output: Path, end: float) -> VideoSink:
+        info, o = self.info, self.o
+        primaries, transfer = output_colour(info)
+        width = info.width * (2 if o.render.layout == "side-by-side" else 1)
+        target = EncodeTarget(width, info.height, info.time_base, info.sar, primaries, transfer)
+        self.audio = audio_plan(info, o, output.suffix, end)
+        return VideoSink(lambda first: encode_args(self.exe, tmp, target, first_pts=first, encode=o.encode,
+                                                   audio=self.audio), what=f"ffmpeg (encoding {output})")
+
+    def run(self, output: Path, labels_out: Path | None, kind: str | None, progress) -> VideoSummary:
+        info, o = self.info, self.o
+        end = planned_end(info, o.start, o.duration)
+        renderer = o.render.renderer()
+        first = last = None
         written = 0
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(atomic_output(self.output))
+            tmp = stack.enter_context(atomic_output(output))
             labels = None
-            if o["labels_out"] is not None:
-                ltmp = stack.enter_context(atomic_output(o["labels_out"]))
-                fh = stack.enter_context(open(ltmp, "w", newline="", encoding="utf-8"))
-                labels = _LabelsWriter(fh, o["label_kind"], o["top_k"], o["metrics"])
-            decoder = FFmpegProcess(
-                decode_args(self.exe, info.path, start=o["start"], duration=o["duration"]),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                what=f"ffmpeg (decoding {info.path})",
-            )
-            stack.callback(decoder.kill)  # until the full shutdown below is registered
-            encoder = FFmpegProcess(
-                encode_args(
-                    self.exe, tmp, width=out_w, height=info.height, rate=info.fps, crf=o["crf"], preset=o["preset"],
-                    audio_from=info.path if audio != "none" else None, audio_codec=audio,
-                    audio_start=o["start"], audio_duration=float(video_len) if video_len else o["duration"],
-                    sar=info.sar,
-                ),
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                what=f"ffmpeg (encoding {self.output})",
-            )
-            threads = [
-                threading.Thread(target=self._reader, args=(decoder,), name="vidcam-reader", daemon=True),
-                threading.Thread(target=self._engine, name="vidcam-engine", daemon=True),
-            ]
-            stack.callback(self._shutdown, threads, decoder, encoder)
-            for t in threads:
-                t.start()
+            if labels_out is not None:
+                fh = stack.enter_context(open(stack.enter_context(atomic_output(labels_out)), "w", newline="",
+                                              encoding="utf-8"))
+                labels = VideoLabelsWriter(fh, kind, o.top_k, o.metrics)
+            source = VideoSource(info, self.exe, start=o.start, duration=o.duration, batch_size=o.batch_size)
+            stack.callback(source.kill)
+            sink = self._sink(tmp, output, end)
+            stack.callback(sink.kill)
+            pipeline = stack.enter_context(Pipeline(source, [self.fit, self.explain], depth=self.depth,
+                                                    on_stop=source.kill, name="vidcam-video"))
             if progress:
-                progress(0, o["total"])
-            while True:
-                item = _get(self.q_out, self.stop)
-                if item is _END:
-                    break
-                if isinstance(item, _Failure):
-                    raise item.exc
-                index, frames, cams, windows, class_ids, probs, ids, top_probs, batch_metrics = item
-                measured.update(batch_metrics)
-                for i in range(len(cams)):
-                    cid = int(class_ids[i])
-                    name = names[cid]
-                    counts[name] += 1
-                    img = renderer(frames[i], cams[i], format_label(name, float(probs[i, cid])), windows[i])
-                    try:
-                        write_frame(encoder.proc.stdin, img)
-                    except (BrokenPipeError, ConnectionResetError):
-                        encoder.check()
-                        raise FFmpegError(f"ffmpeg (encoding {self.output}) stopped reading frames") from None
-                    if labels is not None:
-                        preds = [(int(c), names[int(c)], float(p)) for c, p in zip(ids[i], top_probs[i])]
-                        labels.write(index + i, float(start + (index + i) * spf), preds,
-                                     batch_metrics.get(index + i))
-                written += len(cams)
+                progress(0, self.total)
+            for item in pipeline:
+                self._deliver(item, renderer, sink, labels)
+                batch = item[0]
+                first = batch.seconds(0) if first is None else first
+                last = batch.nanoseconds(len(batch) - 1)
+                written += len(batch)
                 if progress:
-                    progress(written, o["total"])
-            encoder.proc.stdin.close()
-            encoder.check()
+                    progress(written, self.total)
+            sink.close(max(round(end * 1e9), last + 1))
             summary = None
-            if o["metrics"]:
-                frames_measured = sorted(measured)
-                summary = summarize([measured[k] for k in frames_measured], indices=frames_measured)
+            if o.metrics:
+                frames_measured = sorted(self.measured)
+                summary = summarize([self.measured[k] for k in frames_measured], indices=frames_measured)
                 if labels is not None:
                     labels.summary(summary)
             seconds = time.perf_counter() - t0
+        out_w = info.width * (2 if o.render.layout == "side-by-side" else 1)
         return VideoSummary(
-            input=str(info.path), output=str(self.output), frames=written, fps=info.fps,
-            width=out_w + out_w % 2, height=info.height + info.height % 2, audio=audio,
-            labels_out=str(o["labels_out"]) if o["labels_out"] is not None else None, seconds=seconds,
-            top_labels=counts.most_common(), source=info, metrics=summary,
+            input=str(info.path), output=str(output), frames=written, fps=info.fps, width=out_w + out_w % 2,
+            height=info.height + info.height % 2, audio=self.audio.codec if self.audio else "none",
+            labels_out=str(labels_out) if labels_out is not None else None, seconds=seconds,
+            top_labels=self.counts.most_common(), source=info, metrics=summary, vfr=info.vfr, start=first or 0.0,
+            duration=max(end, last / 1e9) - (first or 0.0),
         )
-
-    def _shutdown(self, threads: list[threading.Thread], *children: FFmpegProcess) -> None:
-        """Stop the workers (they poll ``stop`` at every queue operation) and kill the ffmpeg children (which
-        also unblocks a reader waiting on the decoder's pipe). After a successful run both have exited."""
-        self.stop.set()
-        for child in children:
-            child.kill()
-        for t in threads:
-            t.join(timeout=60)

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import ffmpeg
 
-from vidcam.errors import FFmpegError
+from vidcam.errors import FFmpegError, UsageError
 
 __all__ = [
+    "EncodeOptions",
+    "EncodeTarget",
+    "AudioPlan",
+    "PTS_TAG",
+    "PRESETS",
+    "DEFAULT_PRESET",
     "ffmpeg_exe",
     "media_arg",
     "probe_args",
@@ -27,6 +34,35 @@ __all__ = [
     "encode_args",
     "count_frames_args",
 ]
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+# Measured on the 2-core CPU at 720p (vidcam video, whole process tree): superfast costs about the CPU of
+# ultrafast (~60 vs ~59 ms per frame) for files ~45% smaller; veryfast ~90 ms per frame (the encoder then
+# costs more than the Grad-CAM engine) for files ~20% smaller than superfast.
+DEFAULT_PRESET = "superfast"
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How vidcam's H.264 outputs are encoded (every job that writes a video takes the same), checked when made.
+
+    Attributes:
+        crf: x264 quality, 0-51, lower is better (18-23 is typical).
+        preset: x264 speed preset (:data:`PRESETS`; default :data:`DEFAULT_PRESET`).
+
+    Raises:
+        UsageError: crf out of range or an unknown preset.
+    """
+
+    crf: int = 20
+    preset: str = DEFAULT_PRESET
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 51:
+            raise UsageError(f"crf must be within 0..51 (lower is better quality; 18-23 is typical), got {self.crf}")
+        if self.preset not in PRESETS:
+            raise UsageError(f"unknown x264 preset {self.preset!r}: use one of {', '.join(PRESETS)}")
+
 
 # Quiet by default; errors (and, for probing, the stream dump) still reach stderr, which vidcam drains.
 _GLOBAL = ["-nostdin", "-hide_banner", "-nostats"]
@@ -69,11 +105,11 @@ def _fraction(rate: Fraction) -> str:
 
 
 def probe_args(exe: str, path: str | os.PathLike) -> list[str]:
-    """One pass that (a) dumps the input's streams on stderr, (b) lists every video packet's timestamps on
+    """One pass that (a) dumps the input's streams on stderr, (b) lists every video and audio packet's timestamps on
     stdout (``framecrc``, stream copy: no decoding) and (c) decodes the first frame through ``showinfo``,
     which logs the exact frame-rate fraction and the frame size after autorotation."""
     inp = ffmpeg.input(media_arg(path))
-    packets = inp.output("pipe:1", map="0:V:0", c="copy", f="framecrc")
+    packets = ffmpeg.output(inp["V:0"], inp["a?"], "pipe:1", c="copy", f="framecrc")
     first = inp.output("-", map="0:V:0", vf="showinfo", f="null", **{"frames:v": 1})
     return _cmd(exe, ffmpeg.merge_outputs(packets, first), loglevel="info")
 
@@ -84,76 +120,138 @@ def count_frames_args(exe: str, path: str | os.PathLike) -> list[str]:
     return [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-stats", *stream.get_args()]
 
 
+# Every frame the decoder sends is announced on stderr first: "vidcam-pts N PTS TIMEBASE" (exact, in the stream's
+# time base: -enc_time_base demux), so a frame's time comes from the decoder itself, never from its index. The
+# frame's own time, not its packet's: ffmpeg fills in a frame whose packet had none (the last frame of an MPEG-PS).
+PTS_TAG = "vidcam-pts"
+
+
 def decode_args(
     exe: str,
     path: str | os.PathLike,
     *,
     start: float | None = None,
     duration: float | None = None,
-    threads: int | None = None,
+    filters: str | None = None,
 ) -> list[str]:
-    """Decode the first video stream to raw RGB24 frames on stdout, upright (ffmpeg autorotates),
-    every frame passed through unchanged in number (``fps_mode passthrough``: no duplicates, no drops)."""
+    """Decode the first video stream to raw RGB24 frames on stdout, upright (ffmpeg autorotates), every frame
+    passed through unchanged in number and time (``fps_mode passthrough``: no duplicates, no drops), each
+    announced on stderr with its presentation time (:data:`PTS_TAG` lines, ``-stats_enc_pre``).
+
+    Args:
+        start, duration: ``-ss`` / ``-t`` on the input (accurate seek: frames before ``start`` are dropped;
+            times are then relative to ``start``).
+        filters: a filter chain applied before the RGB conversion (deinterlacing, tone mapping, the colour
+            matrix of untagged video).
+    """
     in_opts: dict = {}
     if start:
         in_opts["ss"] = f"{start:.6f}"
     if duration is not None:
         in_opts["t"] = f"{duration:.6f}"
-    if threads:
-        in_opts["threads"] = threads
-    stream = ffmpeg.input(media_arg(path), **in_opts).output(
-        "pipe:1", map="0:V:0", f="rawvideo", pix_fmt="rgb24", fps_mode="passthrough", an=None, sn=None, dn=None
-    )
+    out_opts: dict = {
+        "map": "0:V:0", "f": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough", "an": None, "sn": None,
+        "dn": None, "enc_time_base:v": "demux", "stats_enc_pre": "/dev/stderr",
+        "stats_enc_pre_fmt": PTS_TAG + " {n} {pts} {tb}",
+    }
+    if filters:
+        out_opts["vf"] = filters
+    stream = ffmpeg.input(media_arg(path), **in_opts).output("pipe:1", **out_opts)
     return _cmd(exe, stream)
+
+
+@dataclass(frozen=True)
+class EncodeTarget:
+    """The video an encoder writes: its size (unpadded), time base, pixel aspect and colour tags.
+
+    Attributes:
+        width, height: the frames' size (odd sizes are padded by one black column/row, see ``write_frame``).
+        time_base: the output's time base (the source's, so every timestamp is kept exactly).
+        sar: sample aspect ratio, or None for square pixels.
+        primaries, transfer: the colour primaries and transfer of the RGB frames (the YUV matrix is always the
+            BT.601 one that ``write_frame`` uses, limited range).
+    """
+
+    width: int
+    height: int
+    time_base: Fraction = Fraction(1, 90000)
+    sar: Fraction | None = None
+    primaries: str = "bt709"
+    transfer: str = "bt709"
+
+
+@dataclass(frozen=True)
+class AudioPlan:
+    """Which audio goes into an output, and how.
+
+    Attributes:
+        source: the file whose audio streams are all mapped (``-map 1:a?``: none is fine).
+        codec: ``copy`` or ``aac``.
+        start, duration: ``-ss`` / ``-t`` on that input, as for the video.
+        end: with ``aac``, cut every track at this time (seconds, output timeline), to the sample.
+    """
+
+    source: str | os.PathLike
+    codec: str = "copy"
+    start: float | None = None
+    duration: float | None = None
+    end: float | None = None
+
+
+def _video_out(output: str | os.PathLike, target: EncodeTarget, encode: EncodeOptions) -> dict:
+    # The frames are I420 from OpenCV's BT.601 conversion, limited range; tag exactly that, so players neither
+    # guess BT.709 for HD sizes nor stretch the range.
+    filters = [f"setparams=range=tv:colorspace=smpte170m:color_primaries={target.primaries}"
+               f":color_trc={target.transfer}"]
+    if target.sar is not None and target.sar != 1:
+        filters.append(f"setsar={target.sar.numerator}/{target.sar.denominator}")
+    tb = target.time_base
+    # No B-frames: with them, ffmpeg's x264 wrapper hands the frame durations to the packets in input order, not
+    # in the reordered output order, so an MP4's last frame gets another frame's duration (a variable-rate
+    # video ends early or late). Without them every duration is exact; measured on the 720p bench clip at
+    # superfast/crf 20, it also costs ~20% less encoder CPU and gives a ~10% smaller file.
+    opts: dict = {
+        "c:v": "libx264", "preset": encode.preset, "crf": encode.crf, "bf": 0, "pix_fmt": "yuv420p",
+        "vf": ",".join(filters),
+        "fps_mode": "passthrough", "enc_time_base:v": f"{tb.numerator}/{tb.denominator}",
+    }
+    if Path(output).suffix.lower() in (".mp4", ".m4v", ".mov"):
+        opts["movflags"] = "+faststart"
+        opts["video_track_timescale"] = tb.denominator
+    return opts
 
 
 def encode_args(
     exe: str,
     output: str | os.PathLike,
+    target: EncodeTarget,
     *,
-    width: int,
-    height: int,
-    rate: Fraction,
-    crf: int = 20,
-    preset: str = "veryfast",
-    audio_from: str | os.PathLike | None = None,
-    audio_codec: str = "copy",
-    audio_start: float | None = None,
-    audio_duration: float | None = None,
-    sar: Fraction | None = None,
-    threads: int | None = None,
+    first_pts: float = 0.0,
+    encode: EncodeOptions | None = None,
+    audio: AudioPlan | None = None,
 ) -> list[str]:
-    """Raw I420 (yuv420p) frames on stdin -> H.264 (yuv420p, ``+faststart``) at exactly ``rate`` frames/s.
+    """Frames with their timestamps (Matroska on stdin, see :mod:`vidcam.media.mkv`) -> H.264 (yuv420p), each
+    frame at its own time, plus the audio of ``audio.source``.
 
-    The frames come from :func:`vidcam.media.process.write_frame`, which converts RGB and pads odd sizes to even ones
-    (yuv420p needs them) by one black row/column at the bottom/right; ``width``/``height`` are the unpadded size.
-    With ``audio_from``, every audio stream of that file is mapped (``-map 1:a?``: none is fine), trimmed to
-    ``audio_start``/``audio_duration`` like the video, and copied (``audio_codec="copy"``) or re-encoded.
+    The Matroska stream's timestamps start at 0 at the first frame; ``-itsoffset first_pts`` puts that frame
+    back at its time, so a picture that starts after the sound still does, and the audio, read from the source
+    with the same ``start``, keeps its own times: sync holds at every point.
     """
-    size = f"{width + width % 2}x{height + height % 2}"
-    video = ffmpeg.input("pipe:0", f="rawvideo", pix_fmt="yuv420p", s=size, framerate=_fraction(rate))
-    # Tag what write_frame sends (BT.601, limited range), so players do not guess BT.709 for HD sizes.
-    filters = ["setparams=range=tv:colorspace=smpte170m"]
-    if sar is not None and sar != 1:
-        filters.append(f"setsar={sar.numerator}/{sar.denominator}")
+    encode = encode or EncodeOptions()
+    video = ffmpeg.input("pipe:0", f="matroska", itsoffset=f"{first_pts:.6f}")
     streams = [video.video]
-    out_opts: dict = {
-        "c:v": "libx264", "preset": preset, "crf": crf, "pix_fmt": "yuv420p", "movflags": "+faststart",
-    }
-    if filters:
-        out_opts["vf"] = ",".join(filters)
-    if threads:
-        out_opts["threads"] = threads
-    if audio_from is not None:
+    out_opts = _video_out(output, target, encode)
+    if audio is not None:
         a_opts: dict = {}
-        if audio_start:
-            a_opts["ss"] = f"{audio_start:.6f}"
-        if audio_duration is not None:
-            a_opts["t"] = f"{audio_duration:.6f}"
-        streams.append(ffmpeg.input(media_arg(audio_from), **a_opts)["a?"])
-        out_opts["c:a"] = audio_codec
-        if audio_codec == "aac":
+        if audio.start:
+            a_opts["ss"] = f"{audio.start:.6f}"
+        if audio.duration is not None:
+            a_opts["t"] = f"{audio.duration:.6f}"
+        streams.append(ffmpeg.input(media_arg(audio.source), **a_opts)["a?"])
+        out_opts["c:a"] = audio.codec
+        if audio.codec == "aac":
             out_opts["b:a"] = "192k"
+            if audio.end is not None:
+                out_opts["af"] = f"atrim=end={max(0.0, audio.end):.6f}"
     stream = ffmpeg.output(*streams, media_arg(output), **out_opts)
     return _cmd(exe, stream, overwrite=True)
-

@@ -23,7 +23,7 @@ from vidcam.errors import FFmpegError, InputError
 from vidcam.media.ffmpeg_cmd import ffmpeg_exe, probe_args
 from vidcam.media.process import last_lines
 
-__all__ = ["VideoInfo", "probe"]
+__all__ = ["VideoInfo", "AudioTrack", "Colour", "probe"]
 
 # A frame whose timestamp is further than this share of a frame period from the constant-rate grid makes
 # the video variable-frame-rate. Container rounding (29.97 fps in a 1/1000 time base) stays well below it.
@@ -32,8 +32,61 @@ _IMAGE_FORMATS = ("image2", "apng")
 
 
 @dataclass(frozen=True)
+class AudioTrack:
+    """One audio stream: codec, sample rate, channel layout, and where it starts and ends (seconds from the
+    file's start; None when the container lists no packets for it)."""
+
+    codec: str
+    sample_rate: int | None = None
+    channels: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"codec": self.codec, "sample_rate": self.sample_rate, "channels": self.channels,
+                "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class Colour:
+    """The video's colour description as tagged (``None``: untagged), and what vidcam decodes it as.
+
+    Attributes:
+        matrix: YUV matrix tag (``bt709``, ``smpte170m``, ``bt2020nc``, ...).
+        range: ``tv`` (limited) or ``pc`` (full).
+        primaries: colour primaries tag.
+        transfer: transfer characteristic tag (``smpte2084`` is HDR10/PQ, ``arib-std-b67`` is HLG).
+        pix_fmt: the decoder's pixel format (``yuv420p``, ``yuv420p10le``, ...).
+    """
+
+    matrix: str | None = None
+    range: str | None = None
+    primaries: str | None = None
+    transfer: str | None = None
+    pix_fmt: str | None = None
+
+    @property
+    def hdr(self) -> str | None:
+        """``PQ`` or ``HLG`` for HDR video, else None."""
+        return {"smpte2084": "PQ", "arib-std-b67": "HLG"}.get(self.transfer or "")
+
+    def decode_matrix(self, width: int, height: int) -> str:
+        """The matrix a player uses: the tag, else BT.709 for HD sizes and BT.601 for SD (what players assume)."""
+        if self.matrix:
+            return self.matrix
+        return "bt709" if width >= 1280 or height > 576 else "smpte170m"
+
+    def as_dict(self, width: int, height: int) -> dict:
+        return {"matrix": self.matrix, "range": self.range, "primaries": self.primaries, "transfer": self.transfer,
+                "pix_fmt": self.pix_fmt, "hdr": self.hdr, "decoded_as": self.decode_matrix(width, height)}
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     """What vidcam needs to know about a video file.
+
+    Times are seconds from the file's start (the earliest stream's start, ffmpeg's reference), so a picture
+    that starts after the sound has ``start > 0``.
 
     Attributes:
         path: the file.
@@ -41,17 +94,21 @@ class VideoInfo:
         width: displayed width: after rotation metadata is applied (a portrait phone video is portrait).
         height: displayed height.
         rotation: the rotation metadata in degrees (0 when none); frames are decoded upright anyway.
-        fps: the constant rate the output gets, as an exact fraction: the source's rate (``30000/1001``) for a
-            constant-rate video; frames / duration for a variable-frame-rate one.
+        fps: the rate as an exact fraction: the source's (``30000/1001``) for a constant-rate video, the
+            average (frames / duration) for a variable one. Informational: every frame keeps its own time.
         nominal_fps: ffmpeg's idea of the source's rate (its ``r_frame_rate`` guess).
-        vfr: True when the frame timestamps do not follow one constant rate.
+        vfr: True when frame intervals inside the video differ from one constant rate (a first or last
+            interval that does not fit, as after a cut, does not count).
         frames: the number of video frames (counted from the packets, so it is exact for ordinary files).
         duration: seconds from the first frame's start to the last frame's end.
         video_codec: e.g. ``h264``.
         sar: sample (pixel) aspect ratio; 1 for square pixels.
-        audio_codecs: one codec name per audio stream (empty: silent).
+        audio: one :class:`AudioTrack` per audio stream (empty: silent).
         container_duration: the whole file's duration (its longest stream), None when ffmpeg gives none.
         timestamps: every frame's presentation time in seconds from the file's start, sorted.
+        time_base: the video stream's time base (timestamps are exact multiples of it).
+        colour: the colour tags (:class:`Colour`).
+        interlaced: the stream is flagged interlaced (vidcam deinterlaces it).
         damaged: ffmpeg's complaint when the file is truncated or corrupt (``partial file``), else None; the
             frames that decode are still counted and processed.
     """
@@ -68,19 +125,37 @@ class VideoInfo:
     duration: float
     video_codec: str
     sar: Fraction = Fraction(1)
-    audio_codecs: tuple[str, ...] = ()
+    audio: tuple[AudioTrack, ...] = ()
     container_duration: float | None = None
     timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    time_base: Fraction = Fraction(1, 1000)
+    colour: Colour = field(default_factory=Colour)
+    interlaced: bool = False
     damaged: str | None = None
 
     @property
+    def audio_codecs(self) -> tuple[str, ...]:
+        return tuple(a.codec for a in self.audio)
+
+    @property
     def has_audio(self) -> bool:
-        return bool(self.audio_codecs)
+        return bool(self.audio)
+
+    @property
+    def start(self) -> float:
+        """When the picture starts, in seconds from the file's start."""
+        return float(self.timestamps[0]) if self.timestamps.size else 0.0
 
     @property
     def end(self) -> float:
         """Where the video ends, in seconds from the file's start."""
-        return float(self.timestamps[0]) + self.duration if self.timestamps.size else self.duration
+        return self.start + self.duration
+
+    @property
+    def audio_end(self) -> float | None:
+        """Where the last audio track ends, in seconds from the file's start (None: silent or unknown)."""
+        ends = [a.end for a in self.audio if a.end is not None]
+        return max(ends) if ends else None
 
     def frames_between(self, start: float | None = None, duration: float | None = None) -> int:
         """How many frames ``--start``/``--duration`` select (what ffmpeg's accurate seek keeps)."""
@@ -93,6 +168,20 @@ class VideoInfo:
             keep &= t < lo + duration
         return int(keep.sum())
 
+    def as_dict(self) -> dict:
+        """What ``vidcam info --json`` prints."""
+        return {
+            "path": str(self.path), "container": self.container, "video_codec": self.video_codec,
+            "width": self.width, "height": self.height, "rotation": self.rotation,
+            "sar": f"{self.sar.numerator}/{self.sar.denominator}",
+            "fps": f"{self.fps.numerator}/{self.fps.denominator}", "vfr": self.vfr, "frames": self.frames,
+            "start": round(self.start, 6), "duration": round(self.duration, 6),
+            "time_base": f"{self.time_base.numerator}/{self.time_base.denominator}",
+            "interlaced": self.interlaced, "colour": self.colour.as_dict(self.width, self.height),
+            "audio": [a.as_dict() for a in self.audio], "container_duration": self.container_duration,
+            "damaged": self.damaged,
+        }
+
 
 # -- probing ---------------------------------------------------------------------------------------------------
 
@@ -103,31 +192,80 @@ _ROTATION = re.compile(r"rotation of (?P<deg>-?\d+(?:\.\d+)?) degrees")
 _RATE = re.compile(r"frame_rate: (?P<n>\d+)/(?P<d>\d+)")
 _FRAME = re.compile(r"\bn:\s*0 .*\bs:(?P<w>\d+)x(?P<h>\d+)")
 _SAR = re.compile(r"\bsar:(?P<n>\d+)/(?P<d>\d+)")
-_TB = re.compile(r"^#tb 0: (?P<n>\d+)/(?P<d>\d+)", re.M)
+_TB = re.compile(r"^#tb (?P<s>\d+): (?P<n>\d+)/(?P<d>\d+)", re.M)
 # What ffmpeg says while reading a truncated or corrupt file (the packets up to the damage are still listed).
 _DAMAGE = re.compile(r"partial file|ended prematurely|packet corrupt|corrupt input packet|invalid nal unit|"
                      r"error while decoding|truncat|invalid data found when processing input", re.I)
 
 
-def _parse_streams(err: str) -> tuple[str, str | None, list[str], int]:
-    """(container, first real video codec, audio codecs, rotation) from ffmpeg's stream dump."""
+def _split_top(text: str) -> list[str]:
+    """Split ffmpeg's ``a, b(c, d), e`` stream description at the commas outside parentheses."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur).strip())
+    return parts
+
+
+def _parse_colour(pix: str) -> tuple[Colour, bool]:
+    """(colour tags, interlaced) from the pixel-format token, e.g. ``yuv420p10le(tv, bt2020nc/bt2020/smpte2084)``."""
+    m = re.match(r"(?P<fmt>\w+)(?:\((?P<desc>.*)\))?$", pix)
+    if not m:
+        return Colour(), False
+    tags = dict(matrix=None, range=None, primaries=None, transfer=None)
+    interlaced = False
+    for token in _split_top(m.group("desc") or ""):
+        if token in ("tv", "pc"):
+            tags["range"] = token
+        elif "first" in token:
+            interlaced = True
+        elif token and token != "progressive" and re.fullmatch(r"[\w-]+(/[\w-]+/[\w-]+)?", token):
+            names = token.split("/") if "/" in token else [token] * 3
+            for key, name in zip(("matrix", "primaries", "transfer"), names):
+                tags[key] = None if name in ("unknown", "reserved") else name
+    return Colour(pix_fmt=m.group("fmt"), **tags), interlaced
+
+
+def _parse_audio(desc: str) -> AudioTrack:
+    parts = _split_top(desc)
+    rate = next((int(p.split()[0]) for p in parts[1:] if re.fullmatch(r"\d+ Hz", p)), None)
+    layout = parts[2] if len(parts) > 2 and not parts[2].endswith("Hz") else None
+    return AudioTrack(codec=parts[0].split()[0], sample_rate=rate, channels=layout)
+
+
+def _parse_streams(err: str) -> tuple[str, str | None, list[AudioTrack], int, Colour, bool]:
+    """(container, first real video codec, audio tracks, rotation, colour, interlaced) from ffmpeg's stream dump."""
     m = _INPUT.search(err)
     container = m.group("fmt") if m else "unknown"
-    video, audio, rotation = None, [], 0
+    video, audio, rotation, colour, interlaced = None, [], 0, Colour(), False
     in_video = False
-    for line in err.splitlines():
+    dump = re.split(r"^(?:Output #|Stream mapping:)", err, maxsplit=1, flags=re.M)[0]  # the input's streams only
+    for line in dump.splitlines():
         s = _STREAM.match(line)
         if s:
             in_video = False
+            desc = line.split(f"{s.group('kind')}: ", 1)[1]
+            desc = re.sub(r"\s*\((default|forced|attached pic|dub|original|comment|lyrics|karaoke)\)", "", desc)
             if s.group("kind") == "Video" and "(attached pic)" not in line and video is None:
                 video, in_video = s.group("codec"), True
+                parts = _split_top(desc)
+                if len(parts) > 1:
+                    colour, interlaced = _parse_colour(parts[1])
             elif s.group("kind") == "Audio":
-                audio.append(s.group("codec"))
+                audio.append(_parse_audio(desc))
             continue
         r = _ROTATION.search(line)
         if r and in_video:
             rotation = int(round(float(r.group("deg")))) % 360
-    return container, video, audio, rotation
+    return container, video, audio, rotation, colour, interlaced
 
 
 def _damage(err: str) -> str | None:
@@ -147,11 +285,11 @@ def _parse_duration(err: str) -> float | None:
     return int(h) * 3600 + int(mi) * 60 + float(sec)
 
 
-def _parse_packets(out: str) -> tuple[np.ndarray, Fraction, float]:
-    """(sorted presentation times in seconds, time base, duration in seconds) from ``framecrc`` output."""
-    m = _TB.search(out)
-    tb = Fraction(int(m.group("n")), int(m.group("d"))) if m else Fraction(1, 1000)
-    pts, durs = [], []
+def _parse_packets(out: str) -> dict[int, tuple[np.ndarray, np.ndarray, Fraction]]:
+    """Per output stream of ``framecrc``: (presentation ticks sorted, their durations, time base)."""
+    tbs = {int(m.group("s")): Fraction(int(m.group("n")), int(m.group("d"))) for m in _TB.finditer(out)}
+    rows: dict[int, list[tuple[int, int]]] = {}
+    latest: dict[int, int] = {}
     for line in out.splitlines():
         if not line or line[0] == "#":
             continue
@@ -159,28 +297,48 @@ def _parse_packets(out: str) -> tuple[np.ndarray, Fraction, float]:
         if len(parts) < 5:
             continue
         try:
-            dts, p, d = int(parts[1]), int(parts[2]), int(parts[3])
+            idx, dts, pts, d = int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3])
         except ValueError:
             continue
-        pts.append(p if p > -(2**62) else dts)  # AV_NOPTS_VALUE: fall back to the decoding time
-        durs.append(d)
-    if not pts:
-        return np.zeros(0), tb, 0.0
-    order = np.argsort(pts, kind="stable")
-    ticks = np.asarray(pts, np.int64)[order]
-    d = np.asarray(durs, np.int64)[order]
-    positive = d[d > 0]
+        if pts < -(2**62):  # AV_NOPTS_VALUE (an MPEG-PS's last packet): shown after every frame decoded so far
+            pts = latest[idx] + max(d, 1) if idx in latest else dts
+        latest[idx] = max(latest.get(idx, pts), pts)
+        rows.setdefault(idx, []).append((pts, d))
+    streams = {}
+    for idx, pairs in rows.items():
+        pairs.sort(key=lambda r: r[0])
+        ticks = np.asarray([r[0] for r in pairs], np.int64)
+        durs = np.asarray([r[1] for r in pairs], np.int64)
+        streams[idx] = (ticks, durs, tbs.get(idx, Fraction(1, 1000)))
+    return streams
+
+
+def _span(ticks: np.ndarray, durs: np.ndarray) -> int:
+    """Ticks from the first packet's start to the last one's end (a missing last duration: the typical one)."""
+    positive = durs[durs > 0]
     typical = int(np.median(positive)) if positive.size else (int(np.median(np.diff(ticks))) if ticks.size > 1 else 0)
-    last = int(d[-1]) if d[-1] > 0 else typical
-    span = int(ticks[-1] - ticks[0]) + last
-    return ticks.astype(np.float64) * float(tb), tb, float(span * tb)
+    last = int(durs[-1]) if durs[-1] > 0 else typical
+    return int(ticks[-1] - ticks[0]) + last
 
 
 def _is_vfr(times: np.ndarray, rate: Fraction) -> bool:
-    if times.size < 3 or rate <= 0:
-        return False
-    grid = np.arange(times.size) / float(rate)
-    return bool(np.max(np.abs((times - times[0]) - grid)) > _VFR_TOLERANCE / float(rate))
+    """Intervals inside the video (not the first or last: a cut leaves those uneven) off the constant rate."""
+    if rate <= 0:
+        return True
+    inner = np.diff(times)[1:-1]
+    return bool(inner.size and np.max(np.abs(inner - 1 / float(rate))) > _VFR_TOLERANCE / float(rate))
+
+
+def _audio_times(tracks: list[AudioTrack], streams: dict) -> tuple[AudioTrack, ...]:
+    out = []
+    for i, track in enumerate(tracks, 1):  # framecrc stream 0 is the video, then the audio streams in order
+        if i in streams and streams[i][0].size:
+            ticks, durs, tb = streams[i]
+            start = float(ticks[0] * tb)
+            end = start + float(_span(ticks, durs) * tb)
+            track = AudioTrack(track.codec, track.sample_rate, track.channels, start, end)
+        out.append(track)
+    return tuple(out)
 
 
 def probe(path: str | os.PathLike, *, ffmpeg: str | None = None) -> VideoInfo:
@@ -210,33 +368,35 @@ def probe(path: str | os.PathLike, *, ffmpeg: str | None = None) -> VideoInfo:
         raise FFmpegError(f"cannot run {exe}: {e.strerror or e}") from None
     err = done.stderr.decode("utf-8", "replace")
     out = done.stdout.decode("utf-8", "replace")
-    container, vcodec, acodecs, rotation = _parse_streams(err)
+    container, vcodec, audio, rotation, colour, interlaced = _parse_streams(err)
     if not _INPUT.search(err):
         raise InputError(f"{path} is not a video ffmpeg can read ({last_lines(err, 1) or 'unknown format'})")
     if vcodec is None:
-        what = " (audio only)" if acodecs else ""
+        what = " (audio only)" if audio else ""
         raise InputError(f"{path} has no video stream{what}; give a video file")
     if container in _IMAGE_FORMATS or container.endswith("_pipe"):
         raise InputError(f"{path} is a still image, not a video; use `vidcam image` for images")
-    times, _tb, duration = _parse_packets(out)
+    streams = _parse_packets(out)
+    ticks, durs, tb = streams.get(0, (np.zeros(0, np.int64), np.zeros(0, np.int64), Fraction(1, 1000)))
     frame = _FRAME.search(err)
-    if not times.size or frame is None:
-        if not times.size:
+    if not ticks.size or frame is None:
+        if not ticks.size:
             raise InputError(f"{path} has no video frames; give a video with at least one frame")
         raise InputError(f"the video in {path} cannot be decoded ({last_lines(err, 1)})")
+    times = ticks.astype(np.float64) * float(tb)
+    duration = float(_span(ticks, durs) * tb)
     m = _RATE.search(err)
     nominal = Fraction(int(m.group("n")), int(m.group("d"))) if m and int(m.group("d")) else Fraction(0)
     n = int(times.size)
     measured = Fraction(n) / Fraction(duration).limit_denominator(1_000_000) if duration > 0 else Fraction(25)
-    vfr = nominal <= 0 or _is_vfr(times, nominal)
-    # A constant-rate video keeps its exact fraction; a variable one is normalised to frames / duration, so
-    # the output has every frame and the same total length.
+    vfr = _is_vfr(times, nominal)
     fps = measured.limit_denominator(10_000) if vfr else nominal
     sm = _SAR.search(err[frame.start():])
     sar = Fraction(int(sm.group("n")), int(sm.group("d"))) if sm and int(sm.group("d")) else Fraction(1)
     return VideoInfo(
         path=path, container=container, width=int(frame.group("w")), height=int(frame.group("h")),
         rotation=rotation, fps=fps, nominal_fps=nominal if nominal > 0 else fps, vfr=vfr, frames=n,
-        duration=duration, video_codec=vcodec, sar=sar if sar > 0 else Fraction(1), audio_codecs=tuple(acodecs),
-        container_duration=_parse_duration(err), timestamps=times, damaged=_damage(err),
+        duration=duration, video_codec=vcodec, sar=sar if sar > 0 else Fraction(1), audio=_audio_times(audio, streams),
+        container_duration=_parse_duration(err), timestamps=times, time_base=tb, colour=colour,
+        interlaced=interlaced, damaged=_damage(err),
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import collections
 import subprocess
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
 from vidcam.errors import FFmpegError
 
-__all__ = ["FFmpegProcess", "last_lines", "read_exact", "write_frame"]
+__all__ = ["FFmpegProcess", "last_lines", "read_exact", "write_all", "to_i420"]
 
 
 def last_lines(text: str, n: int = 8) -> str:
@@ -26,8 +27,10 @@ class FFmpegProcess:
     it; nothing ffmpeg writes is left half-done under a final name (vidcam writes to temporary names).
     """
 
-    def __init__(self, args: list[str], *, stdin=None, stdout=None, what: str = "ffmpeg", keep: int = 40) -> None:
-        self.args, self.what = args, what
+    def __init__(self, args: list[str], *, stdin=None, stdout=None, what: str = "ffmpeg", keep: int = 40,
+                 on_line: Callable[[str], bool] | None = None) -> None:
+        """``on_line(line)`` sees every stderr line first; a line it returns True for is not kept for messages."""
+        self.args, self.what, self._on_line = args, what, on_line
         self._tail: collections.deque[str] = collections.deque(maxlen=keep)
         try:
             self.proc = subprocess.Popen(
@@ -40,8 +43,14 @@ class FFmpegProcess:
 
     def _drain_stderr(self) -> None:
         for raw in iter(self.proc.stderr.readline, b""):
-            self._tail.append(raw.decode("utf-8", "replace").rstrip())
+            line = raw.decode("utf-8", "replace").rstrip()
+            if self._on_line is None or not self._on_line(line):
+                self._tail.append(line)
         self.proc.stderr.close()
+
+    def draining(self) -> bool:
+        """Whether stderr may still bring lines (the child has not closed it yet)."""
+        return self._drain.is_alive()
 
     def tail(self, n: int = 8) -> str:
         """The last ``n`` lines ffmpeg wrote to stderr, on one line."""
@@ -85,21 +94,22 @@ def read_exact(f, view: memoryview) -> int:
     return got
 
 
-def _write_all(f, data: memoryview) -> None:
+def write_all(f, data: memoryview) -> None:
     sent = 0
     while sent < len(data):
         sent += f.write(data[sent:])
 
 
-def write_frame(f, rgb: np.ndarray) -> None:
-    """Send one RGB frame to an encoder started by :func:`vidcam.media.ffmpeg_cmd.encode_args`, as I420 (yuv420p).
+def to_i420(rgb: np.ndarray) -> np.ndarray:
+    """An RGB frame as I420 (yuv420p, BT.601 matrix, limited range): what vidcam's encoders are fed.
 
     Converting here (OpenCV, ~0.6 ms at 720p) instead of in ffmpeg's swscale saves the encoder about a quarter
-    of its CPU time and halves the bytes through the pipe. Odd sizes get one black column/row at the right/bottom.
+    of its CPU time and halves the bytes through the pipe. Odd sizes get one black column/row at the right/bottom
+    (yuv420p needs even sizes).
     """
     import cv2
 
     h, w = rgb.shape[:2]
     if h % 2 or w % 2:
         rgb = cv2.copyMakeBorder(rgb, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    _write_all(f, memoryview(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)).cast("B"))
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)

@@ -6,6 +6,7 @@ alpha. Nothing is rescaled per frame (no min-max of the composite), so a video d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -14,11 +15,12 @@ from vidcam.media.images import fit_to_model
 
 __all__ = [
     "COLORMAPS", "LAYOUTS", "check_render_options", "colorize", "upsample_cam", "overlay", "draw_label", "render",
-    "format_label", "Renderer", "shrink_to_model",
+    "format_label", "Renderer", "shrink_to_model", "RenderOptions", "FITS",
 ]
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma", "plasma", "hot")
 LAYOUTS = ("overlay", "side-by-side")
+FITS = ("squash", "crop")
 
 
 def check_render_options(layout: str, colormap: str, fit: str, alpha: float) -> None:
@@ -33,10 +35,37 @@ def check_render_options(layout: str, colormap: str, fit: str, alpha: float) -> 
         raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     if colormap not in COLORMAPS:
         raise UsageError(f"unknown colormap {colormap!r}: use one of {', '.join(COLORMAPS)}")
-    if fit not in ("squash", "crop"):
+    if fit not in FITS:
         raise UsageError(f"fit must be 'squash' or 'crop', got {fit!r}")
     if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"alpha must be within [0, 1], got {alpha}")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How results are drawn (and how frames are fitted to the model), checked when made.
+
+    Attributes:
+        layout: ``overlay`` or ``side-by-side`` (original | overlay; doubles the width).
+        alpha: heatmap opacity in [0, 1].
+        colormap: one of :data:`COLORMAPS`.
+        fit: ``squash`` (the whole frame is resized to the model's input, so all of it is explained) or
+            ``crop`` (the centre square the ImageNet protocol uses; the rest gets no heat).
+
+    Raises:
+        UsageError: an unknown layout, colormap or fit, or alpha outside [0, 1].
+    """
+
+    layout: str = "overlay"
+    alpha: float = 0.4
+    colormap: str = "jet"
+    fit: str = "squash"
+
+    def __post_init__(self) -> None:
+        check_render_options(self.layout, self.colormap, self.fit, self.alpha)
+
+    def renderer(self) -> Renderer:
+        return Renderer(layout=self.layout, alpha=self.alpha, colormap=self.colormap)
 
 
 @cache

@@ -377,3 +377,5 @@ def load_classifier(
             raise ModelError(f"{path} is not a .keras model file (older .h5 files: re-save them with Keras 3)")
         return _load_keras_file(path, unsafe=unsafe)
     raise ModelError(f"unknown model {key!r}: use one of {', '.join(ZOO)} or the path of a .keras file")
+
+

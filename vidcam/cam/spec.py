@@ -1,0 +1,109 @@
+"""What engine to build, as a small picklable value: what the CLI parses, the jobs take and Ray ships to workers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from vidcam.errors import ModelError, UsageError
+from vidcam.models.zoo import DEFAULT_MODEL, ZOO
+
+if TYPE_CHECKING:
+    from vidcam.cam.engine import CamEngine
+    from vidcam.models.zoo import Classifier
+
+__all__ = ["ModelSpec", "ModelLike", "build_engine", "portable_spec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model and how to explain it.
+
+    Attributes:
+        model: a zoo name (``vidcam models``) or a ``.keras`` path.
+        layer: the feature-map layer (plain or ``outer/inner``); None: the model's default.
+        method: a CAM method (``vidcam.cam.methods.METHODS``).
+        weights: a weights file for a zoo model, or None.
+        unsafe: allow ``.keras`` files with Lambda layers (runs their code).
+
+    Example:
+        >>> ModelSpec("efficientnet_lite0", method="gradcam++").build()  # doctest: +SKIP
+    """
+
+    model: str = DEFAULT_MODEL
+    layer: str | None = None
+    method: str = "gradcam"
+    weights: str | None = None
+    unsafe: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", os.fspath(self.model))
+        if self.weights is not None:
+            object.__setattr__(self, "weights", os.fspath(self.weights))
+
+    def portable(self) -> ModelSpec:
+        """The same spec with absolute file paths, for workers whose working folder is not this process's.
+
+        Raises:
+            ModelError: a ``.keras`` file that does not exist (checked here, without importing TensorFlow).
+        """
+        name = self.model
+        if name not in ZOO:
+            if not Path(name).is_file():
+                if Path(name).suffix == ".keras":
+                    raise ModelError(f"model file not found: {name}")
+                from vidcam.models.zoo import load_classifier
+
+                load_classifier(name)  # raises the local job's own message (unknown name, not a .keras file)
+            name = str(Path(name).absolute())
+        weights = str(Path(self.weights).absolute()) if self.weights else None
+        return ModelSpec(name, self.layer, self.method, weights, self.unsafe)
+
+    def classifier(self) -> Classifier:
+        """Load the classifier (no engine)."""
+        from vidcam.models.zoo import load_classifier
+
+        return load_classifier(self.model, weights=self.weights, unsafe=self.unsafe)
+
+    def build(self) -> CamEngine:
+        """Load the classifier and build its engine (once per process)."""
+        from vidcam.cam.engine import CamEngine
+
+        return CamEngine(self.classifier(), layer=self.layer, method=self.method)
+
+
+ModelLike = Union[str, os.PathLike, ModelSpec, "Classifier", "CamEngine"]
+
+
+def build_engine(model: ModelLike = DEFAULT_MODEL) -> CamEngine:
+    """An engine for a zoo name, a ``.keras`` path, a :class:`ModelSpec`, a loaded classifier (default layer and
+    method), or an existing engine (returned as is)."""
+    from vidcam.cam.engine import CamEngine
+    from vidcam.models.zoo import Classifier
+
+    if isinstance(model, CamEngine):
+        return model
+    if isinstance(model, Classifier):
+        return CamEngine(model)
+    if isinstance(model, ModelSpec):
+        return model.build()
+    if isinstance(model, (str, os.PathLike)):
+        return ModelSpec(os.fspath(model)).build()
+    raise UsageError(f"model must be a zoo name, a .keras path, a ModelSpec, a Classifier or a CamEngine, "
+                     f"not {type(model).__name__}")
+
+
+def portable_spec(model: ModelLike) -> ModelSpec:
+    """A :meth:`ModelSpec.portable` spec for a name, a path or a spec: what remote workers build their engine from.
+
+    Raises:
+        UsageError: a loaded classifier or engine (it cannot be shipped to other processes).
+    """
+    if isinstance(model, ModelSpec):
+        return model.portable()
+    if isinstance(model, (str, os.PathLike)):
+        return ModelSpec(os.fspath(model)).portable()
+    raise UsageError("a remote executor needs the model as a zoo name, a .keras path or a ModelSpec (each worker "
+                     f"loads its own copy), not a loaded {type(model).__name__}")

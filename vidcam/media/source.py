@@ -1,0 +1,173 @@
+"""Decoded frames with their exact presentation times: the video job's frame source.
+
+ffmpeg decodes the first video stream to raw RGB24 on stdout (upright: rotation applied; colour converted as a
+player shows it, see :func:`vidcam.media.ffmpeg_cmd.decode_args`) and, for every frame it sends, one line
+``vidcam-pts N PTS TB`` on stderr (``-stats_enc_pre``, flushed per line, written before the frame's bytes).
+So each frame's presentation time is the decoder's own, exact in the stream's time base: nothing is recomputed
+from a frame index, and variable frame rates, freezes, start offsets and edit lists survive as they are.
+
+Times are seconds from the start of the file (ffmpeg's reference: the earliest stream's start), minus the
+``start`` that was skipped, exactly as ``ffmpeg -ss START -i FILE`` gives them.
+"""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from vidcam.errors import FFmpegError, InputError
+from vidcam.media.ffmpeg_cmd import PTS_TAG, decode_args
+from vidcam.media.probe import VideoInfo
+from vidcam.media.process import FFmpegProcess, read_exact
+
+__all__ = ["FrameBatch", "VideoSource", "decode_filters", "output_colour"]
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive decoded frames (a record per frame: index, presentation time, pixels).
+
+    Attributes:
+        index: the first frame's index (0 = the first frame decoded).
+        ticks: (n,) int64 presentation times in ``time_base`` units.
+        time_base: the stream's time base, exact.
+        pixels: (n, H, W, 3) uint8 RGB, upright.
+    """
+
+    index: int
+    ticks: np.ndarray
+    time_base: Fraction
+    pixels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def seconds(self, i: int) -> float:
+        """Frame ``i``'s presentation time in seconds (exact to the time base, then rounded to a float)."""
+        return float(int(self.ticks[i]) * self.time_base)
+
+    def nanoseconds(self, i: int) -> int:
+        return round(int(self.ticks[i]) * self.time_base * 1_000_000_000)
+
+
+class VideoSource:
+    """Iterate over a video's frames in batches of ``batch_size`` (the last one may be shorter).
+
+    Args:
+        info: the probed video.
+        exe: the ffmpeg binary.
+        start, duration: the part to decode (seconds), as ``ffmpeg -ss START -t DURATION -i``.
+        batch_size: frames per batch.
+
+    Raises (while iterating):
+        FFmpegError: ffmpeg failed, or stopped in the middle of a frame.
+        InputError: no frame in the selected range.
+    """
+
+    def __init__(self, info: VideoInfo, exe: str, *, start: float | None = None, duration: float | None = None,
+                 batch_size: int = 8) -> None:
+        self.info, self.batch_size = info, batch_size
+        self._times: queue.Queue = queue.Queue()
+        self._last = -1
+        self.decoder = FFmpegProcess(
+            decode_args(exe, info.path, start=start, duration=duration, filters=decode_filters(info)),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, what=f"ffmpeg (decoding {info.path})",
+            on_line=self._on_line,
+        )
+
+    def _on_line(self, line: str) -> bool:
+        if not line.startswith(PTS_TAG):
+            return False
+        _tag, _n, pts, tb = line.split()
+        num, den = tb.split("/")
+        ticks = int(pts)
+        if ticks < -(2**62):  # no timestamp at all (ffmpeg fills them in; kept in order if it ever does not)
+            ticks = self._last + 1
+        self._last = ticks
+        self._times.put((ticks, Fraction(int(num), int(den))))
+        return True
+
+    def _time_of(self, index: int) -> tuple[int, Fraction]:
+        """The presentation time ffmpeg logged for frame ``index`` (logged before the frame's bytes were sent)."""
+        while True:
+            try:
+                return self._times.get(timeout=0.5)
+            except queue.Empty:
+                if not self.decoder.draining():
+                    raise FFmpegError(f"ffmpeg (decoding {self.info.path}) gave no timestamp for frame {index}"
+                                      ) from None
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        info, b = self.info, self.batch_size
+        pipe = self.decoder.proc.stdout
+        index = 0
+        while True:
+            frames = np.empty((b, info.height, info.width, 3), np.uint8)
+            ticks = np.empty(b, np.int64)
+            tb = Fraction(1)
+            n = 0
+            partial = False
+            while n < b:
+                view = memoryview(frames[n]).cast("B")
+                got = read_exact(pipe, view)
+                if got < len(view):
+                    partial = got > 0
+                    break
+                ticks[n], tb = self._time_of(index + n)
+                n += 1
+            if n:
+                yield FrameBatch(index, ticks[:n], tb, frames[:n])
+                index += n
+            if n < b:
+                break
+        self._finish(index, partial)
+
+    def _finish(self, frames: int, partial: bool) -> None:
+        rc = self.decoder.wait()
+        if rc != 0:
+            raise FFmpegError(f"ffmpeg (decoding {self.info.path}) failed (exit code {rc}): {self.decoder.tail()}")
+        if partial:
+            raise FFmpegError(f"ffmpeg (decoding {self.info.path}) ended in the middle of a frame")
+        if frames == 0:
+            raise InputError(f"no frames decoded from {self.info.path} in the selected range")
+
+    def kill(self) -> None:
+        self.decoder.kill()
+
+
+def decode_filters(info: VideoInfo) -> str | None:
+    """The filters that make decoded frames look as a player shows them (None: none needed).
+
+    - interlaced video is deinterlaced (``bwdif``, frames flagged interlaced only);
+    - HDR (PQ or HLG) is tone-mapped to SDR BT.709 (``zscale`` to linear light with SDR white at 100 nits,
+      BT.709 primaries, then BT.709 transfer): the model and the output see what an SDR screen shows, not a
+      washed-out picture. Everything up to SDR white keeps its level; brighter highlights are clipped (a
+      rolling curve such as Hable would also dim the SDR range: white 235 came out at 148);
+    - untagged video is tagged as players read it (BT.709 for HD sizes, BT.601 for SD), so the RGB conversion
+      uses that matrix; tagged video is converted by its own tags, full range included.
+    """
+    chain = []
+    if info.interlaced:
+        chain.append("bwdif=mode=send_frame:deint=interlaced")
+    c = info.colour
+    if c.hdr:
+        chain.append("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=clip:desat=0,"
+                     "zscale=t=bt709,format=gbrp")
+    elif not c.matrix and c.decode_matrix(info.width, info.height) == "bt709":
+        chain.append("setparams=colorspace=bt709")
+    return ",".join(chain) or None
+
+
+def output_colour(info: VideoInfo) -> tuple[str, str]:
+    """(primaries, transfer) of the RGB frames vidcam decodes from ``info``: what its output is tagged with."""
+    c = info.colour
+    if c.hdr:
+        return "bt709", "bt709"
+    hd = info.width >= 1280 or info.height > 576
+    default = "bt709" if hd else "smpte170m"
+    return c.primaries or default, c.transfer or default
