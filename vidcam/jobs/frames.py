@@ -9,6 +9,10 @@ Resuming: each rendered picture is written atomically, then its labels are appen
 entry matches the input file (size and modification time), the settings and an intact result picture; the
 labels file is rebuilt from the journal at the end (atomically). A run killed at any point (even with
 ``kill -9``) therefore resumes where it stopped and ends with a consistent labels file.
+
+Outputs outside OUTDIR (``labels_out``, ``to_video``) are never replaced without ``overwrite``, except the
+ones an earlier run into the same OUTDIR wrote and nobody changed since (their size and modification time are
+recorded in ``OUTDIR/.vidcam-frames-outputs.json``): running the same command again resumes and rewrites them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = ["label_frames", "FramesOptions", "FramesSummary", "FramesWork", "natu
            "parse_rate", "JOURNAL_NAME", "VIDEO_SUFFIXES", "read_journal"]
 
 JOURNAL_NAME = ".vidcam-frames.jsonl"
+OUTPUTS_NAME = ".vidcam-frames-outputs.json"  # the outputs outside OUTDIR that this folder's runs wrote
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 
 
@@ -107,10 +112,11 @@ class FramesOptions:
         force: redo every frame, ignoring earlier runs.
         metrics: measure each new frame's map (:mod:`vidcam.cam.metrics`, about 35 extra forward passes a
             frame): per frame in the labels file, summarised in the result's ``metrics``.
-        labels_out: also write the labels here (``.csv``, ``.jsonl`` or ``.parquet``; rebuilt by every run).
+        labels_out: also write the labels here (``.csv``, ``.jsonl`` or ``.parquet``).
         to_video: also assemble the result pictures (in order) into this video (``.mp4``/``.mkv``/...).
         fps: that video's frame rate (``25``, ``29.97``, ``30000/1001``).
-        overwrite: replace an existing ``to_video`` file.
+        overwrite: replace an existing ``labels_out`` or ``to_video`` file. Without it, only the files an
+            earlier run into the same output folder wrote (unchanged since) are rewritten: a resume.
 
     Raises:
         UsageError: a value out of range.
@@ -336,6 +342,29 @@ def _metrics_summary(files: list[Path], done: dict[str, dict]) -> dict:
     return summary
 
 
+def _written_before(out: Path, path: str | Path) -> bool:
+    """True when an earlier run into ``out`` wrote ``path`` and nobody changed it since (same size and mtime)."""
+    try:
+        record = json.loads((out / OUTPUTS_NAME).read_text(encoding="utf-8"))[os.path.realpath(path)]
+        st = os.stat(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return record == {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _record_outputs(out: Path, paths: list[str | Path]) -> None:
+    """Remember the outputs outside ``out`` this run wrote, so that the next run into ``out`` may rewrite them."""
+    try:
+        record = json.loads((out / OUTPUTS_NAME).read_text(encoding="utf-8"))
+        record = record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        record = {}
+    for p in paths:
+        st = os.stat(p)
+        record[os.path.realpath(p)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    write_lines_atomic(out / OUTPUTS_NAME, [json.dumps(record, indent=1) + "\n"])
+
+
 def _output_folder(directory: str | Path, output_dir: str | Path | None) -> Path:
     src = Path(directory)
     out = Path(output_dir) if output_dir is not None else src.resolve().parent / f"{src.resolve().name}_results"
@@ -407,13 +436,11 @@ def label_frames(
     executor = executor or LocalExecutor()
     files = list_frames(directory)
     out = _output_folder(directory, output_dir)
-    if o.labels_out is not None:
-        check_output(o.labels_out, overwrite=True)  # rebuilt by every run, like labels.csv
+    for extra in (o.labels_out, o.to_video):
+        if extra is not None:
+            check_output(extra, overwrite=o.overwrite or _written_before(out, extra))
     ensure_dir(out)
-    exe = None
-    if o.to_video is not None:
-        check_output(o.to_video, overwrite=o.overwrite)
-        exe = ffmpeg_exe(ffmpeg)
+    exe = ffmpeg_exe(ffmpeg) if o.to_video is not None else None
     local = executor.name == "local"
     spec = None if local else portable_spec(model)
     engine = build_engine(model)
@@ -471,12 +498,16 @@ class _FramesRun:
         labels_path = out / f"labels.{'jsonl' if o.json_lines else 'csv'}"
         summary = _metrics_summary(self.files, self.done) if o.metrics else None
         write_frame_labels(labels_path, ordered, o.top_k, summary)
+        written: list[str | Path] = []
         if o.labels_out is not None:
-            write_frame_labels(o.labels_out, ordered, o.top_k, summary)
+            written.append(write_frame_labels(o.labels_out, ordered, o.top_k, summary))
         video = None
         if o.to_video is not None and ordered:
             _assemble(exe, [out / e["result"] for e in ordered], Path(o.to_video), rate=o.fps, encode=o.encode)
             video = str(o.to_video)
+            written.append(video)
+        if written:
+            _record_outputs(out, written)
         return FramesSummary(
             output_dir=str(out), total=len(self.files), processed=len(self.done) - self.reused, reused=self.reused,
             failed=self.failed, labels=str(labels_path), video=video, seconds=seconds, metrics=summary,
