@@ -77,28 +77,12 @@ class EvalResult:
 
 
 def _probability_fn(classifier: Classifier):
-    """A compiled forward pass: uint8 frames at the model's size -> (N, classes) probabilities.
+    """uint8 frames at the model's size -> (N, classes) probabilities: the engine's own forward pass (the same
+    preprocessing and output handling as every other job), without the gradients evaluation does not need."""
+    from vidcam.cam.engine import CamEngine
 
-    The same preprocessing and output handling as the engine, without the gradients evaluation does not need.
-    """
-    import tensorflow as tf
-
-    from vidcam.models.preprocess import preprocess_pixels
-
-    h, w = classifier.input_size
-
-    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)])
-    def probs(frames):
-        raw = tf.cast(classifier.model(preprocess_pixels(frames, classifier.preprocess), training=False), tf.float32)
-        if classifier.output == "sigmoid":
-            if raw.shape[-1] == 1:
-                return tf.concat([1.0 - raw, raw], axis=1)
-            return raw
-        if classifier.output in ("softmax", "probabilities"):
-            return raw
-        return tf.nn.softmax(raw)
-
-    return lambda frames: probs(frames).numpy()
+    engine = CamEngine(classifier)
+    return lambda frames: engine.predict(frames, batch_size=len(frames))
 
 
 def _predict(classifier: Classifier, samples: list[tuple[Path, int]], batch_size: int, on_skip, progress):
@@ -186,7 +170,7 @@ def _grids(names_all: list[str], class_ids: list[int], paths: list[Path], truth:
                 tiles.append(_tile(paths[i], [paths[i].name, line2], right))
             title = f"{name}: {GRIDS[key]} ({len(idx)} of {len(predicted)} predicted {name})"
             file = f"class{c}_{_slug(name)}_{key}.png"
-            write_image(out_dir / file, image_grid(tiles, title=title))
+            write_image(out_dir / file, image_grid(tiles, title=title), overwrite=False)  # a fresh folder
             items = [{"path": str(paths[i]), "probability": float(probs[i, c]), "true": names_all[truth[i]]}
                      for i in idx]
             files[name][key] = {"image": file, "items": items}
@@ -401,7 +385,7 @@ def _report(clf: Classifier, found, probs: np.ndarray, kept: Sequence[tuple[Path
         }
     thr = _threshold_row(conf, correct, threshold)
     label_names = [names[c] for c in labels_ids]
-    write_image(tmp / "confusion_matrix.png", confusion_chart(cm, label_names))
+    write_image(tmp / "confusion_matrix.png", confusion_chart(cm, label_names), overwrite=False)  # a fresh folder
     grids = _grids(names, evaluated, paths, truth, pred, probs, tmp)
     with open(tmp / "predictions.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

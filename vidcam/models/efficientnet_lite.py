@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.errors import WeightsError
+from vidcam.errors import VidcamError, WeightsError
+from vidcam.media.outputs import atomic_output
 
 __all__ = ["LITE_VARIANTS", "build_efficientnet_lite", "convert_state_dict", "load_pretrained", "cache_dir"]
 
@@ -248,8 +249,9 @@ def load_pretrained(model, name: str, weights: str | Path | None = None) -> None
     convert_state_dict(model, read_legacy_state_dict(src))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.weights.h5")
-        model.save_weights(tmp)
-        os.replace(tmp, cached)
-    except OSError:
-        pass  # a read-only cache only costs the conversion time next run
+        # Replacing is right here: a rebuilt cache replaces a damaged one, and two runs converting at once write
+        # the same weights.
+        with atomic_output(cached, overwrite=True, suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+    except (OSError, VidcamError):
+        pass  # a read-only (or full) cache only costs the conversion time next run
