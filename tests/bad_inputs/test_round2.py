@@ -4,14 +4,19 @@ files; every test is deterministic (no waiting for something to happen "soon")."
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from bad_support import (
+    ROOT,
+    ffmpeg,
     leftovers,
+    make_video,
     one_line_error,
     pattern,
     run_cli,
+    run_proc,
     tiny_keras,
     write_png,
 )
@@ -58,3 +63,75 @@ def test_frames_labels_out_of_an_earlier_run_is_rewritten_on_resume(tmp_path):
     one_line_error(run_cli(*args), 1, "labels.jsonl", "--overwrite")
     assert labels.read_text() == "edited by hand\n"
     assert leftovers(tmp_path) == []
+
+
+# -- row 4: the final rename never replaces a file that appeared meanwhile -----------------------------------
+
+
+def test_atomic_output_keeps_a_file_that_appeared_while_writing(tmp_path):
+    """Two writers of one name, nested so that the inner one publishes while the outer one is still writing:
+    the outer one (not overwriting) fails with EEXIST and keeps the inner one's file; nothing is left over."""
+    import errno
+
+    from vidcam.errors import OutputError
+    from vidcam.media.outputs import atomic_output
+
+    dest = tmp_path / "result.txt"
+    with pytest.raises(OutputError, match="appeared while vidcam was writing it") as caught:
+        with atomic_output(dest, overwrite=False) as outer:
+            outer.write_text("the first run's")
+            with atomic_output(dest, overwrite=False) as inner:
+                inner.write_text("the second run's")
+            assert dest.read_text() == "the second run's"
+    assert caught.value.errno == errno.EEXIST
+    assert dest.read_text() == "the second run's"
+    assert leftovers(tmp_path) == []
+    with atomic_output(dest, overwrite=True) as again:  # asked to overwrite: replaced
+        again.write_text("replaced")
+    assert dest.read_text() == "replaced" and leftovers(tmp_path) == []
+
+
+def test_two_video_runs_to_one_output_the_second_to_finish_refuses(tmp_path):
+    """Two real `vidcam video` runs without -y writing the same -o. Deterministic: run A's ffmpeg is a wrapper
+    that, when A starts encoding (after A checked that the output is free), runs B to the end first."""
+    src = make_video(tmp_path / "src.mp4", size="64x48", seconds=0.5)
+    dest = tmp_path / "heat.mp4"
+    common = ["-o", str(dest), "--model", str(tiny_keras()), "-q"]
+    b_cmd = " ".join(f"'{a}'" for a in [sys.executable, "-m", "vidcam", "video", str(src), *common,
+                                         "--ffmpeg", ffmpeg()])
+    wrapper = tmp_path / "ffmpeg-a"
+    wrapper.write_text(f"""#!/bin/sh
+case "$*" in
+  *.part.mp4*) if [ ! -e '{tmp_path}/b.rc' ]; then
+      {b_cmd} </dev/null >'{tmp_path}/b.out' 2>'{tmp_path}/b.err'; echo $? >'{tmp_path}/b.rc'
+    fi ;;
+esac
+exec '{ffmpeg()}' "$@"
+""")
+    wrapper.chmod(0o755)
+    a = run_proc("video", src, *common, "--ffmpeg", wrapper, env={"PYTHONPATH": str(ROOT)})
+    assert (tmp_path / "b.rc").read_text().strip() == "0", (tmp_path / "b.err").read_text()
+    b_output = dest.read_bytes()
+    one_line_error(a, 1, "heat.mp4", "appeared while vidcam was writing it", "--overwrite")
+    assert dest.read_bytes() == b_output and len(b_output) > 1000  # B's video, untouched
+    assert leftovers(tmp_path) == []
+
+
+def test_video_output_created_before_the_rename_is_kept(tmp_path):
+    """The plainest case at the CLI: the output appears (someone else's file) while the run encodes."""
+    src = make_video(tmp_path / "src.mp4", size="64x48", seconds=0.5)
+    dest = tmp_path / "heat.mp4"
+    wrapper = tmp_path / "ffmpeg-w"
+    wrapper.write_text(f"""#!/bin/sh
+case "$*" in *.part.mp4*) printf precious > '{dest}' ;; esac
+exec '{ffmpeg()}' "$@"
+""")
+    wrapper.chmod(0o755)
+    args = ("video", src, "-o", dest, "--model", tiny_keras(), "-q", "--ffmpeg", wrapper)
+    one_line_error(run_cli(*args), 1, "appeared while vidcam was writing it")
+    assert dest.read_bytes() == b"precious" and leftovers(tmp_path) == []
+    dest.unlink()
+    out = run_cli(*args, "--overwrite")  # asked to overwrite: the file that appeared is replaced
+    assert out.code == 0, out.stderr
+    assert dest.stat().st_size > 1000 and leftovers(tmp_path) == []
+

@@ -221,7 +221,7 @@ def _compare_batch(b, engines: dict[str, CamEngine], o: CompareOptions) -> list[
                 picture = compare_panel(b.images[i], r.cams, r.metrics, format_label(r.label, r.probability),
                                         window=b.windows[i], height=o.panel_height, alpha=o.alpha,
                                         colormap=o.colormap)
-                r.output = str(write_image(b.extras[i], picture))
+                r.output = str(write_image(b.extras[i], picture, overwrite=o.overwrite))
             except VidcamError as e:
                 if out_of_space(e):  # every later image would fail the same way: stop, as image and frames do
                     raise

@@ -291,7 +291,8 @@ class _FramesWorker:
             cid = int(res.class_ids[i])
             label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
             try:
-                write_image(task[2], self.renderer(img, res.cams[i], label, window))
+                # The results folder is the job's: a frame redone replaces its old picture.
+                write_image(task[2], self.renderer(img, res.cams[i], label, window), overwrite=True)
             except VidcamError as e:
                 if out_of_space(e):  # every later frame would fail too; the journal keeps those done
                     return entries, errors, f"{e} (the frames done so far are kept: run again to resume)"
@@ -362,7 +363,7 @@ def _record_outputs(out: Path, paths: list[str | Path]) -> None:
     for p in paths:
         st = os.stat(p)
         record[os.path.realpath(p)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    write_lines_atomic(out / OUTPUTS_NAME, [json.dumps(record, indent=1) + "\n"])
+    write_lines_atomic(out / OUTPUTS_NAME, [json.dumps(record, indent=1) + "\n"], overwrite=True)
 
 
 def _output_folder(directory: str | Path, output_dir: str | Path | None) -> Path:
@@ -379,7 +380,7 @@ class _Journal:
     def __init__(self, path: Path, done: dict[str, dict], files: list[Path]) -> None:
         self.path, self.done, self.files = path, done, files
         # Start the journal over with the entries still valid, then append as frames are done.
-        write_lines_atomic(path, [json.dumps(done[p.name]) + "\n" for p in files if p.name in done])
+        write_lines_atomic(path, [json.dumps(done[p.name]) + "\n" for p in files if p.name in done], overwrite=True)
         self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def add(self, entries: dict[str, dict]) -> None:
@@ -393,7 +394,7 @@ class _Journal:
         """Close and compact (one line per done frame, in listing order); returns those entries."""
         self.fh.close()
         ordered = [self.done[p.name] for p in self.files if p.name in self.done]
-        write_lines_atomic(self.path, [json.dumps(e) + "\n" for e in ordered])
+        write_lines_atomic(self.path, [json.dumps(e) + "\n" for e in ordered], overwrite=True)
         return ordered
 
 
@@ -436,9 +437,10 @@ def label_frames(
     executor = executor or LocalExecutor()
     files = list_frames(directory)
     out = _output_folder(directory, output_dir)
-    for extra in (o.labels_out, o.to_video):
-        if extra is not None:
-            check_output(extra, overwrite=o.overwrite or _written_before(out, extra))
+    # Whether each output outside the results folder may be replaced: decided now, honoured when it is written.
+    replace = {p: o.overwrite or _written_before(out, p) for p in (o.labels_out, o.to_video) if p is not None}
+    for p, may in replace.items():
+        check_output(p, overwrite=may)
     ensure_dir(out)
     exe = ffmpeg_exe(ffmpeg) if o.to_video is not None else None
     local = executor.name == "local"
@@ -450,6 +452,7 @@ def label_frames(
                          f"(0..{clf.num_classes - 1})")
     key = _settings_key(engine, o, o.render)
     run = _FramesRun(Path(directory), files, out, o, key, min(o.top_k, clf.num_classes), progress, on_skip)
+    run.replace = replace
     work = FramesWork(spec, o.render, key, o.class_index, o.top_k, o.metrics)
     try:
         executor.run(work, run.batches, run.on_result, engine=engine if local else None)
@@ -465,6 +468,7 @@ class _FramesRun:
                  progress, on_skip) -> None:
         self.directory, self.files, self.out, self.o = directory, files, out, o
         self.progress, self.on_skip = progress, on_skip
+        self.replace: dict = {}  # output outside the folder -> whether it may replace an existing file
         results, self.done, todo = plan_frames(files, out, key, predictions, force=o.force)
         self.reused = len(self.done)
         self.failed: list[tuple[str, str]] = []
@@ -497,13 +501,15 @@ class _FramesRun:
         o, out = self.o, self.out
         labels_path = out / f"labels.{'jsonl' if o.json_lines else 'csv'}"
         summary = _metrics_summary(self.files, self.done) if o.metrics else None
-        write_frame_labels(labels_path, ordered, o.top_k, summary)
+        write_frame_labels(labels_path, ordered, o.top_k, summary, overwrite=True)  # rebuilt by every run
         written: list[str | Path] = []
         if o.labels_out is not None:
-            written.append(write_frame_labels(o.labels_out, ordered, o.top_k, summary))
+            written.append(write_frame_labels(o.labels_out, ordered, o.top_k, summary,
+                                              overwrite=self.replace[o.labels_out]))
         video = None
         if o.to_video is not None and ordered:
-            _assemble(exe, [out / e["result"] for e in ordered], Path(o.to_video), rate=o.fps, encode=o.encode)
+            _assemble(exe, [out / e["result"] for e in ordered], Path(o.to_video), rate=o.fps, encode=o.encode,
+                      overwrite=self.replace[o.to_video])
             video = str(o.to_video)
             written.append(video)
         if written:
@@ -514,14 +520,15 @@ class _FramesRun:
         )
 
 
-def _assemble(exe: str, pictures: list[Path], output: Path, *, rate: Fraction, encode: EncodeOptions) -> None:
+def _assemble(exe: str, pictures: list[Path], output: Path, *, rate: Fraction, encode: EncodeOptions,
+              overwrite: bool) -> None:
     """Encode the pictures (in order, all at the first one's size) as a video at the constant ``rate``."""
     import cv2
 
     first = read_image(pictures[0])
     h, w = first.shape[:2]
     period = 1_000_000_000 / rate
-    with atomic_output(output) as tmp:
+    with atomic_output(output, overwrite=overwrite) as tmp:
         target = EncodeTarget(w, h, time_base=1 / rate)
         sink = VideoSink(lambda start: encode_args(exe, tmp, target, first_pts=start, encode=encode),
                          what=f"ffmpeg (encoding {output})")

@@ -175,7 +175,7 @@ def _explain_batch(b, engine: CamEngine, o: ImageOptions, out_dir: Path | None, 
                 cid = int(res.class_ids[i])
                 label = format_label(clf.class_names[cid], float(res.probabilities[i, cid]))
                 write_image(dest, render(b.images[i], res.cams[i], label, window=b.windows[i], layout=o.layout,
-                                         alpha=o.alpha, colormap=o.colormap))
+                                         alpha=o.alpha, colormap=o.colormap), overwrite=o.overwrite)
                 r.output = str(dest)
             except VidcamError as e:
                 if out_of_space(e):  # every later image would fail the same way

@@ -60,9 +60,10 @@ def _metric_cells(m: dict | None) -> list:
     return [f"{m['average_drop']:.3f}", f"{m['deletion_auc']:.6f}", f"{m['insertion_auc']:.6f}"]
 
 
-def write_lines_atomic(path: str | Path, lines: list[str]) -> None:
-    """Write text lines under a temporary name, renamed over ``path`` when complete."""
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+def write_lines_atomic(path: str | Path, lines: list[str], *, overwrite: bool) -> None:
+    """Write text lines under a temporary name, renamed to ``path`` when complete (``overwrite``: whether an
+    existing file may be replaced; see :func:`~vidcam.media.outputs.atomic_output`)."""
+    with atomic_output(path, overwrite=overwrite) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         f.writelines(lines)
 
 
@@ -85,7 +86,7 @@ def _frames_jsonl(entries: list[dict], metrics_summary: dict | None) -> list[str
     return lines
 
 
-def _frames_parquet(path: Path, entries: list[dict], top_k: int) -> None:
+def _frames_parquet(path: Path, entries: list[dict], top_k: int, overwrite: bool) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -100,12 +101,14 @@ def _frames_parquet(path: Path, entries: list[dict], top_k: int) -> None:
                                    for e in entries]
             types[name + suffix] = typ
     table = pa.table({k: pa.array(v, type=types[k]) for k, v in cols.items()})
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         pq.write_table(table, tmp)
 
 
-def write_frame_labels(path: str | Path, entries: list[dict], top_k: int, metrics_summary: dict | None = None) -> Path:
-    """A frame folder's labels (journal entries, in order) as ``.csv``, ``.jsonl`` or ``.parquet``, atomically.
+def write_frame_labels(path: str | Path, entries: list[dict], top_k: int, metrics_summary: dict | None = None, *,
+                       overwrite: bool) -> Path:
+    """A frame folder's labels (journal entries, in order) as ``.csv``, ``.jsonl`` or ``.parquet``, atomically
+    (``overwrite``: whether an existing file may be replaced).
 
     Raises:
         UsageError: another extension.
@@ -113,11 +116,11 @@ def write_frame_labels(path: str | Path, entries: list[dict], top_k: int, metric
     path = Path(path)
     kind = label_kind(path)
     if kind == "parquet":
-        _frames_parquet(path, entries, top_k)
+        _frames_parquet(path, entries, top_k, overwrite)
     elif kind == "jsonl":
-        write_lines_atomic(path, _frames_jsonl(entries, metrics_summary))
+        write_lines_atomic(path, _frames_jsonl(entries, metrics_summary), overwrite=overwrite)
     else:
-        write_lines_atomic(path, _frames_csv(entries, top_k))
+        write_lines_atomic(path, _frames_csv(entries, top_k), overwrite=overwrite)
     return path
 
 

@@ -429,7 +429,7 @@ def _save(model, base_model, history: dict, fine_tune_epoch, found, paths: tuple
             "val_loss": val_loss, "val_accuracy": val_acc,
         },
     }
-    with atomic_output(output) as tmp:
+    with atomic_output(output, overwrite=o.overwrite) as tmp:
         try:
             model.save(tmp)
         except (ValueError, TypeError) as e:  # pragma: no cover - the model is built here from standard layers
@@ -437,7 +437,7 @@ def _save(model, base_model, history: dict, fine_tune_epoch, found, paths: tuple
         save_classifier_metadata(tmp, meta)
     from vidcam.media.charts import curves_chart
 
-    write_image(curves, curves_chart(history, fine_tune_epoch=fine_tune_epoch))
+    write_image(curves, curves_chart(history, fine_tune_epoch=fine_tune_epoch), overwrite=o.overwrite)
     emit(TrainEvent("saved", f"best epoch {best + 1}: val_loss {val_loss:.4f} val_acc {val_acc:.3f} -> {output} "
                              f"(curves: {curves})"))
     classifier = Classifier(

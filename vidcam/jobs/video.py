@@ -398,11 +398,11 @@ class _VideoRun:
         written = 0
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(atomic_output(output))
+            tmp = stack.enter_context(atomic_output(output, overwrite=o.overwrite))
             labels = None
             if labels_out is not None:
-                fh = stack.enter_context(open(stack.enter_context(atomic_output(labels_out)), "w", newline="",
-                                              encoding="utf-8"))
+                fh = stack.enter_context(open(stack.enter_context(atomic_output(labels_out, overwrite=o.overwrite)),
+                                              "w", newline="", encoding="utf-8"))
                 labels = VideoLabelsWriter(fh, kind, o.top_k, o.metrics)
             source = VideoSource(info, self.exe, start=o.start, duration=o.duration, batch_size=o.batch_size)
             stack.callback(source.kill)
