@@ -170,7 +170,7 @@ def _grids(names_all: list[str], class_ids: list[int], paths: list[Path], truth:
                 tiles.append(_tile(paths[i], [paths[i].name, line2], right))
             title = f"{name}: {GRIDS[key]} ({len(idx)} of {len(predicted)} predicted {name})"
             file = f"class{c}_{_slug(name)}_{key}.png"
-            write_image(out_dir / file, image_grid(tiles, title=title))
+            write_image(out_dir / file, image_grid(tiles, title=title), overwrite=False)  # a fresh folder
             items = [{"path": str(paths[i]), "probability": float(probs[i, c]), "true": names_all[truth[i]]}
                      for i in idx]
             files[name][key] = {"image": file, "items": items}
@@ -385,7 +385,7 @@ def _report(clf: Classifier, found, probs: np.ndarray, kept: Sequence[tuple[Path
         }
     thr = _threshold_row(conf, correct, threshold)
     label_names = [names[c] for c in labels_ids]
-    write_image(tmp / "confusion_matrix.png", confusion_chart(cm, label_names))
+    write_image(tmp / "confusion_matrix.png", confusion_chart(cm, label_names), overwrite=False)  # a fresh folder
     grids = _grids(names, evaluated, paths, truth, pred, probs, tmp)
     with open(tmp / "predictions.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)

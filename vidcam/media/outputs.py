@@ -104,12 +104,55 @@ def out_of_space(e: BaseException) -> bool:
     return getattr(e, "errno", None) in _NO_ROOM
 
 
+# A file system without hard links (FAT, exFAT, some network mounts) answers link() with one of these.
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
+
+
+def _appeared(path: Path) -> OutputError:
+    err = OutputError(f"output {path} appeared while vidcam was writing it (another run writing the same file?); "
+                      "kept it: pass --overwrite to replace it")
+    err.errno = errno.EEXIST
+    return err
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Give ``tmp`` the name ``path``. Without ``overwrite`` a file that appeared at ``path`` meanwhile (another
+    run) is never replaced: a hard link fails with EEXIST where a rename would replace silently."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _appeared(path) from None
+    except OSError as e:
+        if e.errno not in _NO_LINKS:
+            raise
+        if os.path.lexists(path):  # no hard links here: check, then rename (the best this file system allows)
+            raise _appeared(path) from None
+        os.replace(tmp, path)
+        return
+    _discard(tmp)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file; never raises (a read-only or vanished folder must not mask the real error)."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
+def atomic_output(path: str | Path, *, overwrite: bool, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, on any failure delete it.
 
-    The temporary name keeps the suffix (``suffix``, e.g. ``.weights.h5``, when it has more than one dot), so
-    tools that pick a format from the extension (ffmpeg, OpenCV, Keras) work.
+    Args:
+        path: the final name.
+        overwrite: whether a file at ``path`` may be replaced. Without it, a file that appeared there while this
+            one was written (another run) is kept and an :class:`OutputError` raised (``errno`` EEXIST).
+        suffix: the suffix the temporary name keeps (default the path's; e.g. ``.weights.h5`` when it has more
+            than one dot), so tools that pick a format from the extension (ffmpeg, OpenCV, Keras) work.
     """
     path = Path(path)
     suffix = suffix or path.suffix
@@ -117,19 +160,20 @@ def atomic_output(path: str | Path, *, suffix: str | None = None) -> Iterator[Pa
     tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:8]}.part{suffix}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        _publish(tmp, path, overwrite)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         err = OutputError(f"cannot write {path}: {_describe(e)}")
         err.errno = e.errno  # lets a batch tell a full disk (stop) from one bad file (skip it)
         raise err from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
-def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 92) -> Path:
-    """Encode an RGB image by the path's extension and write it atomically."""
+def write_image(path: str | Path, rgb: np.ndarray, *, overwrite: bool, quality: int = 92) -> Path:
+    """Encode an RGB image by the path's extension and write it atomically (``overwrite``: see
+    :func:`atomic_output`)."""
     import cv2
 
     path = Path(path)
@@ -138,7 +182,7 @@ def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 92) -> Path
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[..., ::-1]), params)
     if not ok:
         raise OutputError(f"cannot encode {path}: unsupported image extension {ext!r}")
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:
             f.write(buf.tobytes())
     return path

@@ -249,7 +249,9 @@ def load_pretrained(model, name: str, weights: str | Path | None = None) -> None
     convert_state_dict(model, read_legacy_state_dict(src))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(cached, suffix=".weights.h5") as tmp:
+        # Replacing is right here: a rebuilt cache replaces a damaged one, and two runs converting at once write
+        # the same weights.
+        with atomic_output(cached, overwrite=True, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
     except (OSError, VidcamError):
         pass  # a read-only (or full) cache only costs the conversion time next run
