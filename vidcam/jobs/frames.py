@@ -6,7 +6,8 @@
 
 Resuming: each rendered picture is written atomically, then its labels are appended to a journal
 (``OUTDIR/.vidcam-frames.jsonl``, flushed and fsynced per batch). A re-run skips every frame whose journal
-entry matches the input file (size and modification time), the settings and an intact result picture; the
+entry matches the input file (size and modification time), the settings (the model's and weights file's
+contents included: a model retrained under the same name redoes the frames) and an intact result picture; the
 labels file is rebuilt from the journal at the end (atomically). A run killed at any point (even with
 ``kill -9``) therefore resumes where it stopped and ends with a consistent labels file.
 
@@ -17,6 +18,7 @@ recorded in ``OUTDIR/.vidcam-frames-outputs.json``): running the same command ag
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -215,10 +217,44 @@ def read_journal(path: Path) -> dict[str, dict]:
     return entries
 
 
-def _settings_key(engine: CamEngine, options: FramesOptions, render: RenderOptions) -> str:
-    """A hash of what makes a result: model, layer, method and the drawing options."""
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, computed once per run for each (path, size, mtime) seen."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _content(path: str | os.PathLike) -> str:
+    st = os.stat(path)
+    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+def _model_files(model: ModelLike, engine: CamEngine) -> dict[str, str]:
+    """The contents (sha256) of the files a result depends on: a ``.keras`` model and a weights file.
+
+    A model retrained under the same path, or other weights, must not reuse the old results.
+    """
+    spec = model if isinstance(model, ModelSpec) else None
+    name = spec.model if spec else (model if isinstance(model, str | os.PathLike) else engine.classifier.name)
+    files = {}
+    try:
+        if str(name).lower().endswith(".keras") and os.path.isfile(name):
+            files["model_sha256"] = _content(name)
+        if spec is not None and spec.weights:
+            files["weights_sha256"] = _content(spec.weights)
+    except OSError as e:
+        raise InputError(f"cannot read {e.filename}: {e.strerror or e}") from None
+    return files
+
+
+def _settings_key(engine: CamEngine, options: FramesOptions, render: RenderOptions, files: dict[str, str]) -> str:
+    """A hash of what makes a result: model (with ``files``, the model's and weights' contents), layer, method
+    and the drawing options."""
     clf = engine.classifier
-    desc = {"model": str(clf.name), "classes": clf.num_classes, "input": list(clf.input_size),
+    desc = {**files, "model": str(clf.name), "classes": clf.num_classes, "input": list(clf.input_size),
             "layer": engine.layer_name, "method": engine.method, "class_index": options.class_index,
             "top_k": options.top_k, "layout": render.layout, "alpha": render.alpha, "colormap": render.colormap,
             "fit": render.fit}
@@ -450,7 +486,7 @@ def label_frames(
     if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
         raise UsageError(f"class {o.class_index} is out of range: the model has {clf.num_classes} classes "
                          f"(0..{clf.num_classes - 1})")
-    key = _settings_key(engine, o, o.render)
+    key = _settings_key(engine, o, o.render, _model_files(model, engine))
     run = _FramesRun(Path(directory), files, out, o, key, min(o.top_k, clf.num_classes), progress, on_skip)
     run.replace = replace
     work = FramesWork(spec, o.render, key, o.class_index, o.top_k, o.metrics)
