@@ -306,7 +306,8 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Weights file for a zoo model.")]
 LayerOpt = Annotated[str | None, typer.Option(
-    "--layer", help="CAM layer (default: the model's last feature map).")]
+    "--layer", help="CAM layer (default: the model's last feature map); several as a,b,c: their maps fused at the "
+    "finest one's resolution (each normalised, element-wise max).")]
 MethodOpt = Annotated[Method, typer.Option(
     "--method", metavar="METHOD", help=f"CAM method: {_listed(method_names())} (see `vidcam methods`).")]
 MethodsOpt = Annotated[str, typer.Option(
@@ -488,12 +489,9 @@ def models_cmd(json_out: JsonOpt = False) -> None:
 
 
 def _forward_passes(cls: type[CamMethod]) -> tuple[int, str]:
-    """Forward passes per frame: one (with its backward pass for gradient methods), plus the extra masked
-    passes of a method that computes its map after the step (Score-CAM: one per channel it keeps)."""
-    if cls.post_step is CamMethod.post_step:
-        return 1, "1"
-    extra = getattr(cls(), "channels", None)
-    return (1 + extra, f"1 + {extra}") if isinstance(extra, int) else (1, "1 + more")
+    """Forward passes per frame: one (with its backward pass for gradient methods), plus the extra passes of a
+    method that computes its map after the step (Score-CAM: one per channel it keeps; Ablation-CAM: the head)."""
+    return cls().forward_passes()
 
 
 @app.command("methods")

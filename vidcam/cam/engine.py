@@ -28,7 +28,7 @@ from vidcam.errors import LayerError, ModelError, UsageError
 from vidcam.models.preprocess import preprocess_pixels
 from vidcam.models.zoo import Classifier
 
-__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers"]
+__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers", "fuse_layer_maps"]
 
 _EPS = 1e-7
 
@@ -100,6 +100,21 @@ def _resolve_layer(model, name: str | None):
     raise LayerError(f"no layer named {name!r}; valid layers: " + ", ".join(q for q, _ in candidates))
 
 
+def _resolve_layers(model, spec: str | None) -> list[tuple[str, Any]]:
+    """``None`` (the last feature map), one name, or ``a,b,c``: each resolved, duplicates dropped, order kept."""
+    if spec is None:
+        return [_resolve_layer(model, None)]
+    names = [part.strip() for part in str(spec).split(",")]
+    if not all(names):
+        raise LayerError(f"--layer {spec!r} has an empty name; give one layer or a comma-separated list (a,b,c)")
+    out: list[tuple[str, Any]] = []
+    for name in names:
+        qualified, layer = _resolve_layer(model, name)
+        if all(layer is not seen for _, seen in out):
+            out.append((qualified, layer))
+    return out
+
+
 def _final_layer(model):
     import keras
 
@@ -109,26 +124,109 @@ def _final_layer(model):
     return layer
 
 
+def _path_to(model, target) -> list[Any]:
+    """The layers from ``model``'s own layer down to ``target`` (``[base, conv2]`` for ``base/conv2``)."""
+    import keras
+
+    for layer in model.layers:
+        if layer is target:
+            return [layer]
+        if isinstance(layer, keras.Model):
+            inner = _path_to(layer, target)
+            if inner:
+                return [layer, *inner]
+    return []
+
+
+@dataclass
+class _Tail:
+    """What follows a layer: ``fn`` maps its output to the model's raw output running only the later layers
+    (None when the model cannot be cut there), ``layers`` those layers in order (None when unknown)."""
+
+    fn: Any = None
+    layers: list | None = None
+
+
+def _cut_one(model, layer) -> _Tail:
+    """The tail of ``model`` after its own ``layer``: a sub-model from the layer's output tensor in this graph."""
+    import keras
+
+    if len(model.outputs) != 1:
+        return _Tail()
+    # A layer has one node per call; a nested model called in the outer graph adds nodes to its inner layers,
+    # so the node of this graph is the one from whose output a sub-model can be built.
+    for node in getattr(layer, "_inbound_nodes", []):
+        tensors = list(getattr(node, "output_tensors", []))
+        if len(tensors) != 1:
+            continue
+        if tensors[0] is model.outputs[0]:
+            return _Tail(lambda a: a, [])
+        try:
+            sub = keras.Model(tensors[0], model.outputs[0])
+        except (ValueError, TypeError, KeyError):  # another graph's node, or a skip path around the layer
+            continue
+        return _Tail(lambda a, sub=sub: sub(a, training=False),
+                     [x for x in sub.layers if not isinstance(x, keras.layers.InputLayer)])
+    return _Tail()
+
+
+def _cut(model, path: list) -> _Tail:
+    """The model after ``path[-1]``, composed through nested models; ``_Tail()`` if it cannot be cut there."""
+    outer = _cut_one(model, path[0])
+    if len(path) == 1 or outer.fn is None:
+        return outer
+    inner = _cut(path[0], path[1:])
+    if inner.fn is None:
+        return _Tail()
+    return _Tail(lambda a: outer.fn(inner.fn(a)), [*inner.layers, *outer.layers])
+
+
+def fuse_layer_maps(maps: list[np.ndarray]) -> np.ndarray:
+    """Several layers' (N, h_l, w_l) maps fused LayerCAM's way (torch-cam's ``LayerCAM.fuse_cams``).
+
+    Each map is upsampled (bilinear, half-pixel centres) to the finest map's size (the largest h*w),
+    normalised by its own max + eps, then the element-wise max is taken: a cell is hot if any layer says so.
+    torch-cam also tanh-scales shallow maps first; this does not. One map is returned as it is.
+    """
+    import tensorflow as tf
+
+    if len(maps) == 1:
+        return maps[0]
+    size = max((m.shape[1:3] for m in maps), key=lambda s: s[0] * s[1])
+    fused = np.zeros((maps[0].shape[0], *size), np.float32)
+    for m in maps:
+        if tuple(m.shape[1:3]) != tuple(size):
+            m = tf.image.resize(np.asarray(m, np.float32)[..., None], size, method="bilinear")[..., 0].numpy()
+        peak = m.reshape(len(m), -1).max(axis=1) if len(m) else np.zeros(0, np.float32)
+        fused = np.maximum(fused, m / (peak[:, None, None] + _EPS))
+    return fused
+
 
 class _Hooks:
-    """Context manager that (a) makes the model emit pre-activation scores and (b) captures the feature map."""
+    """Context manager that (a) makes the model emit pre-activation scores and (b) captures the feature maps
+    of the target layers (watched by ``tape`` when given), or replaces one with ``replace = (index, tensor)``."""
 
-    def __init__(self, target, final, output: str, tape) -> None:
-        self.target, self.final, self.output, self.tape = target, final, output, tape
-        self.feature_map = None
+    def __init__(self, targets, final, output: str, tape=None, replace=None) -> None:
+        self.targets, self.final, self.output, self.tape, self.replace = list(targets), final, output, tape, replace
+        self.feature_maps: list[Any] = [None] * len(self.targets)
+
+    def _watcher(self, original, index: int):
+        def watched(*args, **kwargs):
+            out = original(*args, **kwargs)
+            if self.replace is not None and self.replace[0] == index:
+                out = self.replace[1]
+            if self.tape is not None:
+                self.tape.watch(out)
+            self.feature_maps[index] = out
+            return out
+
+        return watched
 
     def __enter__(self):
         import keras
 
-        original = self.target.call
-
-        def watched(*args, **kwargs):
-            out = original(*args, **kwargs)
-            self.tape.watch(out)
-            self.feature_map = out
-            return out
-
-        self.target.call = watched
+        for index, target in enumerate(self.targets):
+            target.call = self._watcher(target.call, index)
         self._act = None
         if self.output in ("softmax", "sigmoid"):
             if isinstance(self.final, (keras.layers.Softmax, keras.layers.Activation)):
@@ -139,9 +237,15 @@ class _Hooks:
                 self.final.activation = keras.activations.linear
         return self
 
+    @property
+    def feature_map(self):
+        """The first target's feature map."""
+        return self.feature_maps[0]
+
     def __exit__(self, *exc) -> None:
         # Instance attributes shadow the class methods; deleting them restores the originals.
-        del self.target.call
+        for target in self.targets:
+            del target.call
         if getattr(self, "_final_call", False):
             del self.final.call
         if self._act is not None:
@@ -153,11 +257,11 @@ class CamEngine:
 
     Args:
         classifier: what to explain.
-        layer: the feature-map layer (plain or ``outer/inner`` name); default: the classifier's default layer,
-            else the last 4-D feature map.
-        method: a registered method name: ``gradcam`` (default), ``gradcam++``, ``scorecam``, ``xgradcam``,
-            ``hirescam``, ``gradcam-elementwise``, ``layercam``, ``eigencam``, ``eigengradcam``, or one added
-            with :func:`vidcam.cam.methods.register`.
+        layer: the feature-map layer (plain or ``outer/inner`` name), or several as ``a,b,c`` (their maps
+            fused by :func:`fuse_layer_maps`, at the finest layer's resolution); default: the classifier's
+            default layer, else the last 4-D feature map.
+        method: a registered method name (``vidcam methods``): ``gradcam`` (default), ``gradcam++``,
+            ``scorecam``, ``ablationcam``, ``cam``, ... or one added with :func:`vidcam.cam.methods.register`.
         scorecam_channels: Score-CAM uses the N most active channels (a forward pass each).
         method_options: further keyword options for the method's class.
 
@@ -182,10 +286,19 @@ class CamEngine:
         method_cls = get_method(method)  # UsageError listing the registry's names
         self.classifier = classifier
         self.method = method
-        self._method: CamMethod = method_cls(scorecam_channels=scorecam_channels, **(method_options or {}))
-        self.layer_name, self._layer = _resolve_layer(
-            classifier.model, layer if layer is not None else classifier.default_layer
-        )
+        resolved = _resolve_layers(classifier.model, layer if layer is not None else classifier.default_layer)
+        self.layer_name = ",".join(q for q, _ in resolved)
+        self._layers = [target for _, target in resolved]
+        self._layer = self._layers[0]
+        # One method object per layer: a method may bind to what follows its layer (CAM reads the Dense head).
+        options = {"scorecam_channels": scorecam_channels, **(method_options or {})}
+        self._methods: list[CamMethod] = [method_cls(**options) for _ in self._layers]
+        self._method = self._methods[0]
+        self._tails: dict[int, _Tail] = {}
+        self._layer_forwards: dict[int, Any] = {}
+        if type(self._method).bind is not CamMethod.bind:
+            for i, (qualified, _) in enumerate(resolved):
+                self._methods[i].bind(self._tail(i).layers, qualified)
         self._final = _final_layer(classifier.model)
         h, w = classifier.input_size
         self.input_size = (h, w)
@@ -199,6 +312,39 @@ class CamEngine:
         self._predict = tf.function(self._predict_impl, input_signature=pspec)
 
     # -- compiled pieces -----------------------------------------------------------------------------------
+
+    def _tail(self, index: int) -> _Tail:
+        if index not in self._tails:
+            self._tails[index] = _cut(self.classifier.model, _path_to(self.classifier.model, self._layers[index]))
+        return self._tails[index]
+
+    def _hooks(self, tape=None, replace=None) -> _Hooks:
+        return _Hooks(self._layers, self._final, self.classifier.output, tape, replace)
+
+    def _layer_forward(self, index: int):
+        """(K, h, w, c) maps of layer ``index`` and the (1, H, W, 3) preprocessed image they came from ->
+        (K, num_classes) scores: only the layers after it when the model can be cut there, else the whole
+        model on K copies of the image with the layer's output replaced by the maps. Traced on first use."""
+        import tensorflow as tf
+
+        if index in self._layer_forwards:
+            return self._layer_forwards[index]
+        tail = self._tail(index)
+
+        def cut(maps, image):
+            with self._hooks():  # no target runs in the tail; the hooks only bypass the final activation
+                raw = tail.fn(maps)
+            return self._scores(tf.cast(raw, tf.float32))[0]
+
+        def patched(maps, image):
+            copies = tf.repeat(image, tf.shape(maps)[0], axis=0)
+            with self._hooks(replace=(index, tf.cast(maps, self._layers[index].compute_dtype))):
+                raw = self.classifier.model(copies, training=False)
+            return self._scores(tf.cast(raw, tf.float32))[0]
+
+        fn = tf.function(cut if tail.fn is not None else patched, reduce_retracing=True)
+        self._layer_forwards[index] = fn
+        return fn
 
     def _scores(self, logits):
         """(N, C) pre-activation scores and probabilities from the raw model output."""
@@ -217,9 +363,7 @@ class CamEngine:
         return logits, tf.nn.softmax(logits)
 
     def _forward_impl(self, x):
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape, _Hooks(self._layer, self._final, self.classifier.output, tape):
+        with self._hooks():
             raw = self.classifier.model(x, training=False)
         return self._scores(raw)[0]
 
@@ -228,7 +372,7 @@ class CamEngine:
 
         x = preprocess_pixels(pixels, self.classifier.preprocess)
         # The hooks give the same pre-activation scores as the step, so probabilities match it exactly.
-        with tf.GradientTape() as tape, _Hooks(self._layer, self._final, self.classifier.output, tape):
+        with self._hooks():
             raw = self.classifier.model(x, training=False)
         return self._scores(tf.cast(raw, tf.float32))[1]
 
@@ -237,22 +381,22 @@ class CamEngine:
 
         x = preprocess_pixels(frames, self.classifier.preprocess)
         with tf.GradientTape() as tape:
-            with _Hooks(self._layer, self._final, self.classifier.output, tape) as hooks:
+            with self._hooks(tape) as hooks:
                 raw = self.classifier.model(x, training=False)
             scores, probs = self._scores(tf.cast(raw, tf.float32))
             top1 = tf.argmax(probs, axis=1, output_type=tf.int32)
             cls = tf.where(targets >= 0, targets, top1)
             target_score = tf.gather(scores, cls, batch_dims=1)
             total = tf.reduce_sum(target_score)
-        feature_map = tf.cast(hooks.feature_map, tf.float32)
-        grads = None
-        if self._method.uses_gradients:  # one backward pass, shared by every gradient method
-            grads = tape.gradient(total, hooks.feature_map)
-            if grads is None:  # pragma: no cover - structure guarantees a path
+        feature_maps = [tf.cast(f, tf.float32) for f in hooks.feature_maps]
+        grads: list[Any] = [None] * len(feature_maps)
+        if self._method.uses_gradients:  # one backward pass, shared by every gradient method and every layer
+            grads = tape.gradient(total, hooks.feature_maps)
+            if any(g is None for g in grads):  # pragma: no cover - structure guarantees a path
                 raise ModelError(f"the class score does not depend on layer {self.layer_name}")
-            grads = tf.cast(grads, tf.float32)
-        cam = tf.nn.relu(tf.cast(self._method.cam(feature_map, grads), tf.float32))
-        return cls, probs, cam, feature_map, x
+            grads = [tf.cast(g, tf.float32) for g in grads]
+        cams = [tf.nn.relu(tf.cast(m.cam(f, g), tf.float32)) for m, f, g in zip(self._methods, feature_maps, grads)]
+        return cls, probs, cams, feature_maps, x
 
     # -- public API ----------------------------------------------------------------------------------------
 
@@ -277,12 +421,16 @@ class CamEngine:
             if targets.min() < 0 or targets.max() >= self.classifier.num_classes:
                 raise UsageError(f"class index out of range: the model has {self.classifier.num_classes} classes "
                                  f"(0..{self.classifier.num_classes - 1}), got {int(targets.max())}")
-        cls, probs, cam, feature_map, x = self._step(frames, targets)
+        cls, probs, cams, feature_maps, x = self._step(frames, targets)
         cls = cls.numpy()
-        cam = np.asarray(self._method.post_step(cam.numpy(), feature_map, x, cls, self._forward), np.float32)
-        cam = np.maximum(cam, 0)  # the step's map is ReLU'd already; a post-step's map passes the same ReLU
-        peak = cam.reshape(n, -1).max(axis=1) if n else np.zeros(0, np.float32)
-        cam = cam / (peak[:, None, None] + _EPS)
+        maps = []
+        for i, (method, cam, feature_map) in enumerate(zip(self._methods, cams, feature_maps)):
+            forward = self._layer_forward(i) if method.forward_from == "layer" else self._forward
+            cam = np.asarray(method.post_step(cam.numpy(), feature_map, x, cls, forward), np.float32)
+            cam = np.maximum(cam, 0)  # the step's map is ReLU'd already; a post-step's map passes the same ReLU
+            peak = cam.reshape(n, -1).max(axis=1) if n else np.zeros(0, np.float32)
+            maps.append(cam / (peak[:, None, None] + _EPS))
+        cam = fuse_layer_maps(maps)
         return CamResult(cls.astype(np.int64), probs.numpy().astype(np.float32), cam.astype(np.float32))
 
     def predict(self, frames: np.ndarray, *, batch_size: int = 64) -> np.ndarray:

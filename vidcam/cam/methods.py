@@ -9,7 +9,11 @@ supplies only what differs, always per image (never reduced over the batch axis)
 - channel weights ``weights(A, G) -> (N, c)``; the map is then ``sum_c weights_c A_c`` (Grad-CAM, ...), or
 - the whole raw map ``cam(A, G) -> (N, h, w)`` (element-wise and projection methods), both inside the graph, or
 - ``post_step(...)``: a map computed after the step from the feature map with extra forward passes
-  (Score-CAM), for methods that are not gradient weights.
+  (Score-CAM: of the whole model on masked inputs; Ablation-CAM, ``forward_from = "layer"``: of only the layers
+  after the target on ablated feature maps), or from the model's weights (CAM: the Dense column, read in
+  :meth:`CamMethod.bind`, which may refuse a model).
+
+With several target layers (``layer="a,b"``) the engine keeps one method object per layer and fuses the maps.
 
 Adding a method is one small class with ``@register("name")``; nothing else changes::
 
@@ -26,7 +30,9 @@ the engine divides by the max only, so a map whose minimum is above zero keeps i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from importlib import resources
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,8 +40,9 @@ import numpy as np
 from vidcam.errors import UsageError
 
 __all__ = [
-    "METHODS", "REGISTRY", "CamMethod", "EigenCAM", "EigenGradCAM", "GradCAM", "GradCAMElementWise",
-    "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "XGradCAM", "get_method", "method_names", "register",
+    "CAM", "METHODS", "REGISTRY", "AblationCAM", "CamMethod", "EigenCAM", "EigenGradCAM", "GradCAM",
+    "GradCAMElementWise", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "ScoreCAMFast", "XGradCAM",
+    "MEASURED_TABLE", "get_method", "measured_table", "method_names", "register",
 ]
 
 _EPS = 1e-7
@@ -61,6 +68,21 @@ def method_names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
+MEASURED_TABLE = "data/methods.json"
+"""Where, inside ``vidcam.cam``, ``scripts/sanity_report.py`` stores its measurements of every method."""
+
+
+def measured_table() -> dict[str, Any] | None:
+    """What ``scripts/sanity_report.py`` measured for each method on the default model (cost per frame against
+    Grad-CAM, the sanity checks' correlations and verdicts, the metrics on the bundled photos); None if the
+    package has no table. Reads one JSON file: no TensorFlow."""
+    try:
+        text = resources.files("vidcam.cam").joinpath(MEASURED_TABLE).read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        return None
+    return json.loads(text)
+
+
 def get_method(name: str) -> type[CamMethod]:
     """The method class registered as ``name``; an unknown name raises :class:`UsageError` listing them all."""
     try:
@@ -84,9 +106,29 @@ class CamMethod:
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""  # how panels and tables name it; default: the name
     uses_gradients: ClassVar[bool] = True
+    # What post_step's ``forward`` takes: "input" (preprocessed images, the whole model runs) or "layer"
+    # (feature maps of the target layer, only the layers after it run).
+    forward_from: ClassVar[str] = "input"
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+
+    def bind(self, layers_after: list | None, layer_name: str) -> None:
+        """Called once per engine (and target layer) for a method that overrides it, before any step.
+
+        Args:
+            layers_after: the Keras layers that follow the target layer, in order (nested models unrolled),
+                when the model is a plain sub-graph from that layer on; None when it cannot be cut there.
+            layer_name: the target layer's qualified name, for messages.
+
+        Raises:
+            UsageError: the method cannot explain this model at this layer (say why and what would work).
+        """
+
+    def forward_passes(self) -> tuple[int, str]:
+        """(whole-model forward passes per frame, how ``vidcam methods`` words the cost), the step's one pass
+        included (with its backward pass for a gradient method)."""
+        return 1, "1"
 
     def weights(self, feature_map, grads):
         """(N, c) channel weights from (N, h, w, c) ``feature_map`` and ``grads``, inside the compiled step."""
@@ -108,7 +150,10 @@ class CamMethod:
             inputs: (N, H, W, 3) float32 tensor, the preprocessed model input.
             class_ids: (N,) the class each map explains.
             forward: preprocessed (K, H, W, 3) float32 tensor -> (K, num_classes) pre-activation scores tensor,
-                one compiled forward pass (hooked like the step).
+                one compiled forward pass (hooked like the step). For a method with ``forward_from = "layer"``:
+                ``forward(maps, image)``, (K, h, w, c) maps put in place of the target layer's output and the
+                (1, H, W, 3) preprocessed image they belong to -> (K, num_classes) scores; only the layers after
+                the target run when the model can be cut there (else the whole model on K copies of the image).
         """
         return cam
 
@@ -196,6 +241,9 @@ class ScoreCAM(CamMethod):
         super().__init__(scorecam_channels=scorecam_channels, **options)
         self.channels = int(scorecam_channels)
 
+    def forward_passes(self) -> tuple[int, str]:
+        return 1 + self.channels, f"1 + {self.channels}"
+
     def cam(self, feature_map, grads):
         import tensorflow as tf
 
@@ -220,6 +268,21 @@ class ScoreCAM(CamMethod):
             weights /= weights.sum()
             out[i] = np.maximum((a[..., top] * weights).sum(axis=-1), 0)
         return out
+
+
+@register("scorecam-fast")
+class ScoreCAMFast(ScoreCAM):
+    """Score-CAM on the 8 most active channels (``scorecam_fast_channels``): a quarter of Score-CAM's passes.
+
+    Score-CAM (Wang et al., https://arxiv.org/abs/1910.01279) as :class:`ScoreCAM`, with fewer masks: the
+    channels are ranked by their spatial mean, as there, and only the top 8 weighted; the rest get weight 0.
+    """
+
+    title = "Score-CAM (top 8)"
+
+    def __init__(self, *, scorecam_fast_channels: int = 8, **options: Any) -> None:
+        options.pop("scorecam_channels", None)  # the engine's Score-CAM setting is not this method's
+        super().__init__(scorecam_channels=scorecam_fast_channels, **options)
 
 
 @register("xgradcam")
@@ -317,6 +380,101 @@ class EigenGradCAM(CamMethod):
 
     def cam(self, feature_map, grads):
         return _first_component(grads * feature_map)
+
+
+@register("ablationcam")
+class AblationCAM(CamMethod):
+    """Ablation-CAM: ``w_k = (y - y_k) / y``, y the target's score and y_k the score with channel k zeroed.
+
+    Desai & Ramaswamy, "Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free
+    Localization", WACV 2020, https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_paper.html
+    (no arXiv version). ``cam = ReLU(sum_k w_k A_k)``. As pytorch-grad-cam's ``AblationCAM``: every channel
+    is ablated (``ratio_channels_to_ablate=1``), y is the pre-activation score, and dividing by y flips the
+    weights' sign when y < 0; where pytorch-grad-cam would divide by y = 0, the weights here are 0. Only the
+    layers after the target run for the ablated copies (``ablation_batch`` copies per call, default 256): the
+    whole model runs once; when the model cannot be cut at the layer, the whole model runs per copy.
+    """
+
+    title = "Ablation-CAM"
+
+    uses_gradients = False
+    forward_from = "layer"
+
+    def __init__(self, *, ablation_batch: int = 256, **options: Any) -> None:
+        super().__init__(ablation_batch=ablation_batch, **options)
+        self.batch = max(1, int(ablation_batch))
+
+    def forward_passes(self) -> tuple[int, str]:
+        return 1, "1 + 1 head pass per channel"
+
+    def cam(self, feature_map, grads):
+        import tensorflow as tf
+
+        return tf.zeros(tf.shape(feature_map)[:3], feature_map.dtype)
+
+    def post_step(self, cam, feature_map, inputs, class_ids, forward):
+        import tensorflow as tf
+
+        n, c = int(feature_map.shape[0]), int(feature_map.shape[-1])
+        out = np.zeros(feature_map.shape[:3], np.float32)
+        for i in range(n):
+            a, image, k = feature_map[i : i + 1], inputs[i : i + 1], int(class_ids[i])
+            score = float(forward(a, image).numpy()[0, k])
+            ablated = []
+            for start in range(0, c, self.batch):
+                keep = 1.0 - tf.one_hot(tf.range(start, min(c, start + self.batch)), c, dtype=a.dtype)
+                ablated.append(forward(a * keep[:, None, None, :], image).numpy()[:, k])
+            scores = np.concatenate(ablated)
+            weights = (score - scores) / score if score != 0 else np.zeros(c, np.float32)
+            out[i] = np.einsum("hwc,c->hw", a[0].numpy(), weights)
+        return out
+
+
+@register("cam")
+class CAM(CamMethod):
+    """CAM, the original: ``cam = sum_k W_kc A_k`` with ``W_kc`` the class's column of the Dense kernel.
+
+    Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016,
+    https://arxiv.org/abs/1512.04150. Only for a head that is global average pooling, then (Dropout and) one
+    Dense layer, right after the target layer (EfficientNet-Lite, MobileNet, ResNet, the book's transfer
+    model); any other head is refused. No gradients, no extra pass: on such a head Grad-CAM's weights are
+    ``W_kc / (h w)``, so CAM gives Grad-CAM's map. A one-unit sigmoid head explains class 1 with ``+W/2`` and
+    class 0 with ``-W/2`` (the engine's two-class scores ``[-z/2, z/2]``).
+    """
+
+    title = "CAM"
+
+    uses_gradients = False
+
+    def bind(self, layers_after, layer_name):
+        import keras
+
+        kinds = [type(x).__name__ for x in layers_after or []]
+        chain = [x for x in layers_after or [] if not isinstance(x, keras.layers.Dropout)]
+        ok = (len(chain) in (2, 3) and isinstance(chain[0], keras.layers.GlobalAveragePooling2D)
+              and isinstance(chain[1], keras.layers.Dense)
+              and (len(chain) == 2 or isinstance(chain[2], (keras.layers.Softmax, keras.layers.Activation))))
+        if ok and len(chain) == 3 and chain[1].activation is not keras.activations.linear:
+            ok = False
+        if not ok:
+            after = " -> ".join(kinds) if layers_after is not None else "a graph that does not run straight on"
+            raise UsageError(f"method 'cam' needs global average pooling then one Dense layer right after the "
+                             f"CAM layer; after {layer_name} the model has {after}. Use gradcam (the same map "
+                             f"on such heads, and any head), or choose the layer before the pooling with --layer")
+        self.dense = chain[1]
+
+    def cam(self, feature_map, grads):
+        import tensorflow as tf
+
+        return tf.zeros(tf.shape(feature_map)[:3], feature_map.dtype)
+
+    def post_step(self, cam, feature_map, inputs, class_ids, forward):
+        kernel = np.asarray(self.dense.kernel.numpy(), np.float32)  # read now: the weights may have changed
+        if kernel.shape[1] == 1:  # a one-unit sigmoid head: scores [-z/2, z/2]
+            weights = kernel[:, 0][None, :] * (np.asarray(class_ids, np.float32)[:, None] - 0.5)
+        else:
+            weights = kernel[:, np.asarray(class_ids)].T
+        return np.einsum("bhwc,bc->bhw", feature_map.numpy(), weights)
 
 
 METHODS: tuple[str, ...] = method_names()

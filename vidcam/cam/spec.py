@@ -23,7 +23,8 @@ class ModelSpec:
 
     Attributes:
         model: a zoo name (``vidcam models``) or a ``.keras`` path.
-        layer: the feature-map layer (plain or ``outer/inner``); None: the model's default.
+        layer: the feature-map layer (plain or ``outer/inner``), or several as ``a,b,c`` (maps fused at the
+            finest one's resolution, see :func:`vidcam.cam.engine.fuse_layer_maps`); None: the model's default.
         method: a CAM method (``vidcam.cam.methods.METHODS``).
         weights: a weights file for a zoo model, or None.
         unsafe: allow ``.keras`` files with Lambda layers (runs their code).
