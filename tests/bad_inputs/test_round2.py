@@ -4,6 +4,7 @@ files; every test is deterministic (no waiting for something to happen "soon")."
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -188,3 +189,82 @@ def test_frames_resume_redoes_frames_with_other_weights(tmp_path):
     again = run_cli(*args)
     assert again.code == 0, again.stderr
     assert again.stdout.startswith("1 frames: 1 labelled, 0 already done"), again.stdout
+
+
+# -- row 6: one frames run at a time per output folder --------------------------------------------------------
+
+
+def _blocking_ffmpeg(folder: Path) -> Path:
+    """An ffmpeg that, when asked to encode (--to-video, the last step of a frames run), says so in a file and
+    waits until the test releases it: the run holds its folder's lock for as long as the test needs."""
+    wrapper = folder / "ffmpeg-wait"
+    wrapper.write_text(f"""#!/bin/sh
+case "$*" in *.part.mp4*)
+  touch '{folder}/encoding'
+  while [ ! -e '{folder}/release' ]; do sleep 0.05; done ;;
+esac
+exec '{ffmpeg()}' "$@"
+""")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_second_frames_run_into_a_busy_folder_stops_naming_the_holder(tmp_path):
+    import subprocess
+
+    shots = _shots(tmp_path / "shots")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "vidcam", "frames", str(shots), "-o", str(out), "--model", str(tiny_keras()), "-q",
+         "--to-video", str(tmp_path / "a.mp4"), "--ffmpeg", str(_blocking_ffmpeg(tmp_path))],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / "encoding", first)  # the first run is at its last step, holding the lock
+        second = run_cli("frames", shots, "-o", out, "--model", tiny_keras(), "-q", "--layout", "side-by-side")
+        one_line_error(second, 1, str(out), "in use by another vidcam run", f"pid {first.pid}")
+    finally:
+        (tmp_path / "release").touch()
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert not (out / ".vidcam-frames.lock").exists()  # removed at the end
+    assert run_cli("frames", shots, "-o", out, "--model", tiny_keras(), "-q").code == 0  # free again
+
+
+def _wait_for(path: Path, proc) -> None:
+    """Wait until ``path`` exists (an event the process signals, not a guess at how long it takes)."""
+    import time
+
+    deadline = time.monotonic() + 180
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the run never got there"
+        time.sleep(0.05)
+
+
+def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path):
+    import subprocess
+
+    shots = _shots(tmp_path / "shots")
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (out / ".vidcam-frames.lock").write_text(f"{dead.pid}\n")  # what a run killed with kill -9 leaves
+    done = run_cli("frames", shots, "-o", out, "--model", tiny_keras(), "-q")
+    assert done.code == 0, done.stderr
+    assert not (out / ".vidcam-frames.lock").exists()
+
+
+def test_lock_is_removed_when_a_run_fails(tmp_path):
+    shots = _shots(tmp_path / "shots")
+    out = tmp_path / "out"
+    broken = tmp_path / "ffmpeg-broken"
+    broken.write_text("#!/bin/sh\necho 'encoder exploded' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    failed = run_cli("frames", shots, "-o", out, "--model", tiny_keras(), "-q", "--to-video", tmp_path / "v.mp4",
+                     "--ffmpeg", broken)
+    assert failed.code == 1, failed.stderr
+    assert not (out / ".vidcam-frames.lock").exists()
+    assert run_cli("frames", shots, "-o", out, "--model", tiny_keras(), "-q").code == 0
+

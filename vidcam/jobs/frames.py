@@ -11,6 +11,10 @@ contents included: a model retrained under the same name redoes the frames) and 
 labels file is rebuilt from the journal at the end (atomically). A run killed at any point (even with
 ``kill -9``) therefore resumes where it stopped and ends with a consistent labels file.
 
+One run at a time per OUTDIR: a run holds ``OUTDIR/.vidcam-frames.lock`` (an exclusive ``flock`` on a file
+that holds its pid), so a second run into the same folder stops at once naming that pid. The kernel drops the
+lock when its process dies (even by ``kill -9``), so a lock file left by a dead run is simply taken over.
+
 Outputs outside OUTDIR (``labels_out``, ``to_video``) are never replaced without ``overwrite``, except the
 ones an earlier run into the same OUTDIR wrote and nobody changed since (their size and modification time are
 recorded in ``OUTDIR/.vidcam-frames-outputs.json``): running the same command again resumes and rewrites them.
@@ -18,6 +22,7 @@ recorded in ``OUTDIR/.vidcam-frames-outputs.json``): running the same command ag
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -49,6 +54,7 @@ __all__ = ["label_frames", "FramesOptions", "FramesSummary", "FramesWork", "natu
 
 JOURNAL_NAME = ".vidcam-frames.jsonl"
 OUTPUTS_NAME = ".vidcam-frames-outputs.json"  # the outputs outside OUTDIR that this folder's runs wrote
+LOCK_NAME = ".vidcam-frames.lock"
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 
 
@@ -402,6 +408,59 @@ def _record_outputs(out: Path, paths: list[str | Path]) -> None:
     write_lines_atomic(out / OUTPUTS_NAME, [json.dumps(record, indent=1) + "\n"], overwrite=True)
 
 
+class _FolderLock:
+    """The output folder's lock: an exclusive ``flock`` on ``LOCK_NAME`` holding this process's pid, removed
+    when the run ends (also on errors). ``flock`` rather than ``O_CREAT|O_EXCL`` alone: the kernel releases it
+    when the holder dies, so a stale lock (a run killed with ``kill -9``) is taken over without guessing from
+    pids, and two runs taking over one stale lock cannot both win."""
+
+    def __init__(self, out: Path) -> None:
+        self.path, self.fd = out / LOCK_NAME, None
+
+    def __enter__(self) -> _FolderLock:
+        import fcntl
+
+        for _ in range(20):  # another run removing its lock between our open and flock: open the new one
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise OutputError(f"cannot write to output folder {self.path.parent}: {_why(e)}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputError(f"output folder {self.path.parent} is in use by another vidcam run (pid {holder}): "
+                                  "wait for it to finish, or give another output folder") from None
+            if _same_inode(fd, self.path):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self.fd = fd
+                return self
+            os.close(fd)
+        raise OutputError(f"cannot lock output folder {self.path.parent}: other runs keep taking it")
+
+    def __exit__(self, *exc) -> None:
+        try:
+            os.unlink(self.path)  # while still holding the lock: the next run opens a fresh file
+        except OSError:
+            pass
+        os.close(self.fd)
+
+
+def _same_inode(fd: int, path: Path) -> bool:
+    """The open lock file is still the one at ``path`` (not one its holder removed meanwhile)."""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _why(e: OSError) -> str:
+    return "the folder is read-only" if e.errno == errno.EROFS else (e.strerror or str(e))
+
+
 def _output_folder(directory: str | Path, output_dir: str | Path | None) -> Path:
     src = Path(directory)
     out = Path(output_dir) if output_dir is not None else src.resolve().parent / f"{src.resolve().name}_results"
@@ -478,24 +537,24 @@ def label_frames(
     for p, may in replace.items():
         check_output(p, overwrite=may)
     ensure_dir(out)
-    exe = ffmpeg_exe(ffmpeg) if o.to_video is not None else None
-    local = executor.name == "local"
-    spec = None if local else portable_spec(model)
-    engine = build_engine(model)
-    clf = engine.classifier
-    if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
-        raise UsageError(f"class {o.class_index} is out of range: the model has {clf.num_classes} classes "
-                         f"(0..{clf.num_classes - 1})")
-    key = _settings_key(engine, o, o.render, _model_files(model, engine))
-    run = _FramesRun(Path(directory), files, out, o, key, min(o.top_k, clf.num_classes), progress, on_skip)
-    run.replace = replace
-    work = FramesWork(spec, o.render, key, o.class_index, o.top_k, o.metrics)
-    try:
-        executor.run(work, run.batches, run.on_result, engine=engine if local else None)
-    finally:
-        ordered = run.journal.close()
-    return run.finish(ordered, exe, time.perf_counter() - t0)
-
+    with _FolderLock(out):  # before the model loads: a second run into the folder stops at once
+        exe = ffmpeg_exe(ffmpeg) if o.to_video is not None else None
+        local = executor.name == "local"
+        spec = None if local else portable_spec(model)
+        engine = build_engine(model)
+        clf = engine.classifier
+        if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
+            raise UsageError(f"class {o.class_index} is out of range: the model has {clf.num_classes} classes "
+                             f"(0..{clf.num_classes - 1})")
+        key = _settings_key(engine, o, o.render, _model_files(model, engine))
+        work = FramesWork(spec, o.render, key, o.class_index, o.top_k, o.metrics)
+        run = _FramesRun(Path(directory), files, out, o, key, min(o.top_k, clf.num_classes), progress, on_skip)
+        run.replace = replace
+        try:
+            executor.run(work, run.batches, run.on_result, engine=engine if local else None)
+        finally:
+            ordered = run.journal.close()
+        return run.finish(ordered, exe, time.perf_counter() - t0)
 
 class _FramesRun:
     """The driver's side of one run: the plan, the journal, the skipped frames, the outputs at the end."""
