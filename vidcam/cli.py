@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -45,7 +46,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 from vidcam.cam.methods import REGISTRY, CamMethod, method_names  # noqa: E402
 from vidcam.cam.spec import ModelSpec  # noqa: E402
 from vidcam.cluster import ENGINES  # noqa: E402
-from vidcam.errors import EXIT_FAILURE, EXIT_SKIPPED, EXIT_USAGE, VidcamError  # noqa: E402
+from vidcam.errors import EXIT_FAILURE, EXIT_SKIPPED, EXIT_USAGE, VidcamError, VidcamWarning  # noqa: E402
 from vidcam.jobs.compare import DEFAULT_METHODS, CompareOptions, method_title  # noqa: E402
 from vidcam.jobs.evaluate import EvalOptions  # noqa: E402
 from vidcam.jobs.frames import FramesOptions  # noqa: E402
@@ -201,13 +202,31 @@ def _one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _run_showing_warnings(fn: Callable, args, kwargs):
+    """Run a command with the library's warnings (:class:`VidcamWarning`, always shown, even where warnings are
+    errors) as one ``vidcam: warning:`` line each; other libraries' warnings are shown as Python shows them."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, VidcamWarning):
+            _warn(message)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", VidcamWarning)
+        warnings.showwarning = show
+        return fn(*args, **kwargs)
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """Turn library exceptions into one line on stderr and the documented exit code."""
+    """Turn library exceptions into one line on stderr and the documented exit code; library warnings into one
+    ``vidcam: warning:`` line each."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return _run_showing_warnings(fn, args, kwargs)
         except typer.Exit:
             raise
         except VidcamError as e:

@@ -19,6 +19,7 @@ __all__ = [
     "LayerError",
     "FFmpegError",
     "OutputError",
+    "VidcamWarning",
 ]
 
 EXIT_OK = 0
@@ -61,3 +62,11 @@ class FFmpegError(VidcamError):
 
 class OutputError(VidcamError):
     """An output cannot be written (exists, unwritable, same as the input, disk full)."""
+
+
+class VidcamWarning(UserWarning):
+    """Something the user should know that does not stop the run (a damaged cache rebuilt, ...).
+
+    The library reports it with :func:`warnings.warn` and never prints; the CLI shows each as one
+    ``vidcam: warning:`` line.
+    """

