@@ -459,3 +459,27 @@ def test_interlaced_video_is_deinterlaced_and_flagged_progressive(engine, tmp_pa
     reference = np.frombuffer(raw, np.uint8).reshape(-1, 120, 160, 3)[10, 40:].astype(np.int16)
     got, woven = frame_at(out, 10)[40:, :160].astype(np.int16), frame_at(src, 10)[40:].astype(np.int16)
     assert np.abs(got - reference).mean() < 0.5 * np.abs(woven - reference).mean()
+
+
+def test_repeated_frames_reuse_their_result_with_the_same_output(engine, tmp_path):
+    """A clip with held frames (each picture shown 4 times, then a freeze): the repeats skip the engine, and the
+    labels of every frame are what the engine gives for that frame alone (with --smooth on)."""
+    src = tmp_path / "held.mp4"
+    run("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=0.28", "-vf",
+        "setpts=4*PTS,fps=25,tpad=stop_mode=clone:stop_duration=1", "-frames:v", "40", "-c:v", "libx264",
+        "-preset", "ultrafast", "-qp", "0", src)
+    frames = [frame_at(src, i) for i in range(decoded_frames(src))]
+    assert len(frames) == 40 and np.array_equal(frames[1], frames[0]) and not np.array_equal(frames[4], frames[0])
+    out, labels = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    s = process_video(src, out, model=engine, labels_out=labels, options=VideoOptions(smooth=0.5, batch_size=3))
+    repeats = sum(np.array_equal(a, b) for a, b in zip(frames[1:], frames[:-1]))
+    assert s.repeats == repeats >= 30 and s.frames == decoded_frames(out) == 40
+    # Independently: the engine on every frame, one at a time.
+    from vidcam.media.render import shrink_to_model
+
+    rows = [json.loads(line) for line in labels.read_text().splitlines()]
+    for row, frame in zip(rows, frames):
+        alone = engine.run(shrink_to_model(frame, engine.input_size, "squash")[0][None])
+        best = int(np.argmax(alone.probabilities[0]))
+        assert row["predictions"][0]["class_id"] == best
+        assert row["predictions"][0]["probability"] == pytest.approx(float(alone.probabilities[0, best]), abs=1e-5)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.cam.engine import CamEngine
+from vidcam.cam.engine import CamEngine, CamResult
 from vidcam.cam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.cam.spec import ModelLike, build_engine
 from vidcam.errors import UsageError
@@ -165,6 +165,8 @@ class VideoSummary:
         vfr: the source (hence the output) has a variable frame rate.
         start: the first frame's time in the output (seconds; > 0 when the picture starts after the sound).
         duration: seconds from the first frame's start to the last frame's end.
+        repeats: frames identical to the one before them (frozen screens, held frames), which reused its result
+            instead of going through the engine again.
         width: output width (side-by-side doubles it; odd sizes are padded to even by the encoder).
         height: output height.
         audio: ``copy``, ``aac`` or ``none``.
@@ -191,6 +193,7 @@ class VideoSummary:
     vfr: bool = False
     start: float = 0.0
     duration: float = 0.0
+    repeats: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -201,7 +204,7 @@ class VideoSummary:
         return {
             "input": self.input, "output": self.output, "frames": self.frames,
             "fps": f"{self.fps.numerator}/{self.fps.denominator}", "vfr": self.vfr, "start": round(self.start, 6),
-            "duration": round(self.duration, 6), "width": self.width, "height": self.height,
+            "duration": round(self.duration, 6), "repeats": self.repeats, "width": self.width, "height": self.height,
             "audio": self.audio, "labels_out": self.labels_out, "seconds": round(self.seconds, 3),
             "frames_per_second": round(self.frames_per_second, 2),
             "top_labels": [{"label": k, "frames": v} for k, v in self.top_labels],
@@ -337,6 +340,11 @@ class _VideoRun:
     def __init__(self, info: VideoInfo, engine: CamEngine, o: VideoOptions, exe: str, total: int) -> None:
         self.info, self.engine, self.o, self.exe, self.total = info, engine, o, exe, total
         self.state: np.ndarray | None = None
+        self.prev_frame: np.ndarray | None = None
+        self.last: tuple | None = None  # the previous frame's (map, class, probabilities, model input)
+        self.window: tuple | None = None
+        self.picture: np.ndarray | None = None
+        self.repeats = 0
         self.counts: Counter = Counter()
         self.measured: dict[int, CamMetrics] = {}
         frame_bytes = info.width * info.height * 3
@@ -345,41 +353,74 @@ class _VideoRun:
     # -- stages (each in its own thread) ---------------------------------------------------------------------
 
     def fit(self, batch: FrameBatch):
-        fitted = [shrink_to_model(f, self.engine.input_size, self.o.render.fit) for f in batch.pixels]
-        return batch, np.stack([f[0] for f in fitted]), [f[1] for f in fitted]
+        """Fit the frames that differ from the one before them; a repeat (a frozen screen, a held frame, a static
+        shot) is marked and costs nothing more: it reuses its predecessor's result (same output, same labels)."""
+        repeat = np.zeros(len(batch), bool)
+        prev = self.prev_frame
+        for i, frame in enumerate(batch.pixels):
+            repeat[i] = prev is not None and np.array_equal(frame, prev)
+            prev = frame
+        self.prev_frame = prev
+        fitted = [shrink_to_model(f, self.engine.input_size, self.o.render.fit)
+                  for f, r in zip(batch.pixels, repeat) if not r]
+        small = np.stack([f[0] for f in fitted]) if fitted else np.zeros((0, *self.engine.input_size, 3), np.uint8)
+        return batch, small, fitted[0][1] if fitted else self.window, repeat
+
+    def _run_unique(self, small: np.ndarray):
+        """The engine on the new frames only, padded to the fixed batch shape (the compiled step sees one shape)."""
+        u, b = len(small), self.o.batch_size
+        if u == 0:
+            return None
+        if u < b:
+            small = np.concatenate([small, np.zeros((b - u, *small.shape[1:]), np.uint8)])
+        res = self.engine.run(small, self.o.class_index)
+        return res.cams[:u], res.class_ids[:u], res.probabilities[:u]
 
     def explain(self, item):
-        batch, small, windows = item
+        batch, small, window, repeat = item
         o, n = self.o, len(batch)
-        if n < o.batch_size:  # pad to the fixed batch shape: the compiled step sees one shape only
-            small = np.concatenate([small, np.zeros((o.batch_size - n, *small.shape[1:]), np.uint8)])
-        res = self.engine.run(small, o.class_index)
-        cams, self.state = smooth_maps(res.cams[:n], o.smooth, self.state)
-        ids, probs = res.top_k(o.top_k)
+        self.window = window
+        unique = self._run_unique(small)
+        # Frame i takes the result of the latest new frame at or before it (-1: the previous batch's last one).
+        source = np.cumsum(~repeat) - 1
+        parts = [[x] for x in self.last] if self.last is not None else [[], [], [], []]
+        if unique is not None:
+            for part, new in zip(parts, (*unique, small)):
+                part.extend(new)
+        offset = 1 if self.last is not None else 0
+        cams, class_ids, probabilities, fitted = (np.asarray(p)[source + offset] for p in parts)
+        self.last = (cams[-1], class_ids[-1], probabilities[-1], fitted[-1])
+        raw = CamResult(class_ids, probabilities, cams)
+        cams, self.state = smooth_maps(cams, o.smooth, self.state)
+        ids, probs = raw.top_k(o.top_k)
         measured: dict[int, CamMetrics] = {}
         if o.metrics:
             sel = [i for i in range(n) if (batch.index + i) % o.metrics_every == 0]
             if sel:
-                found = evaluate_batch(self.engine, small[sel], cams[sel], res.class_ids[sel])
+                found = evaluate_batch(self.engine, fitted[sel], cams[sel], class_ids[sel])
                 measured = {batch.index + i: m for i, m in zip(sel, found)}
-        return batch, windows, cams, res.class_ids[:n], res.probabilities[:n], ids[:n], probs[:n], measured
+        return batch, window, cams, class_ids, probabilities, ids, probs, measured, repeat
 
     # -- this thread: render, then the sinks ---------------------------------------------------------------
 
     def _deliver(self, item, renderer, sink: VideoSink, labels: VideoLabelsWriter | None) -> None:
-        batch, windows, cams, class_ids, probs, ids, top_probs, measured = item
+        batch, window, cams, class_ids, probs, ids, top_probs, measured, repeat = item
         names = self.engine.classifier.class_names
         self.measured.update(measured)
         for i in range(len(batch)):
             cid = int(class_ids[i])
             self.counts[names[cid]] += 1
-            sink.write(renderer(batch.pixels[i], cams[i], format_label(names[cid], float(probs[i, cid])), windows[i]),
-                       batch.nanoseconds(i))
+            # A repeated frame with an unsmoothed map looks exactly like the one before it: drawn once.
+            if not (repeat[i] and self.o.smooth == 0 and self.picture is not None):
+                label = format_label(names[cid], float(probs[i, cid]))
+                self.picture = renderer(batch.pixels[i], cams[i], label, window)
+            sink.write(self.picture, batch.nanoseconds(i))
             if labels is not None:
                 preds = [{"class_id": int(c), "label": names[int(c)], "probability": round(float(p), 6)}
                          for c, p in zip(ids[i], top_probs[i])]
                 m = measured.get(batch.index + i)
                 labels.write(batch.index + i, batch.seconds(i), preds, m.as_dict() if m is not None else None)
+        self.repeats += int(repeat.sum())
 
     def _sink(self, tmp: Path, output: Path, end: float) -> VideoSink:
         info, o = self.info, self.o
@@ -434,5 +475,5 @@ class _VideoRun:
             height=info.height + info.height % 2, audio=self.audio.codec if self.audio else "none",
             labels_out=str(labels_out) if labels_out is not None else None, seconds=seconds,
             top_labels=self.counts.most_common(), source=info, metrics=summary, vfr=info.vfr, start=first or 0.0,
-            duration=max(end, last / 1e9) - (first or 0.0),
+            duration=max(end, last / 1e9) - (first or 0.0), repeats=self.repeats,
         )
