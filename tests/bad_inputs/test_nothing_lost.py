@@ -209,3 +209,11 @@ def test_real_process_exit_code_for_existing_output(tmp_path):
     out = run_proc("image", CHELSEA, "-o", tmp_path, "--model", tiny_keras())
     one_line_error(out, 1, "already exists", "--overwrite")
     assert (tmp_path / "chelsea_output.jpg").read_bytes() == b"keep"
+
+
+def test_file_size_limit_compare(tmp_path):
+    """compare stops on a full disk (or a file-size limit) like image and frames; it once went on to every image."""
+    p = _run_limited(LIMIT, "compare", CHELSEA, DOG, "-o", tmp_path / "out", "--model", tiny_keras(), "--steps", "2",
+                     cwd=tmp_path)
+    _one_line(p, "file too large")
+    assert not list((tmp_path / "out").glob("*_compare.jpg")) and leftovers(tmp_path) == []
