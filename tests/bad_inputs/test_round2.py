@@ -343,3 +343,85 @@ def test_garbled_weight_cache_is_rebuilt_with_one_warning(tmp_path):
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == stored  # rebuilt
     quiet = _vidcam_limited(None, *args, env=env)
     assert _top1(quiet) == label and "vidcam: warning" not in quiet.stderr
+
+
+# -- row 8: read-only output folders ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A real read-only file system: a small tmpfs (with one file in it) remounted read-only. Skipped where
+    mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    import subprocess
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root (as another user, a folder without write permission "
+                    "gives the permission-denied line instead)")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        (mnt / "old").mkdir()
+        r = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot remount the tmpfs read-only here: {r.stderr.strip()}")
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_frames_into_a_read_only_folder(read_only_disk, tmp_path):
+    shots = _shots(tmp_path / "shots")
+    for out in (read_only_disk / "old", read_only_disk / "new"):  # an existing folder, and one to create
+        line = one_line_error(run_cli("frames", shots, "-o", out, "--model", tiny_keras(), "-q"), 1, "read-only")
+        assert str(out) in line and "unexpected" not in line
+
+
+def test_evaluate_into_a_read_only_folder(read_only_disk, tmp_path):
+    data = tmp_path / "data"
+    for c in range(3):
+        _shots(data / f"thing{c}", 1)
+    for report in (read_only_disk / "report", read_only_disk / "old"):
+        line = one_line_error(run_cli("evaluate", tiny_keras(), data, "-o", report), 1, "read-only")
+        assert str(read_only_disk) in line and "unexpected" not in line
+
+
+def test_image_into_a_read_only_folder_says_read_only(read_only_disk, tmp_path):
+    """Not "permission denied": the folder is on a read-only file system, and the line says so."""
+    from bad_support import CHELSEA
+
+    line = one_line_error(run_cli("image", CHELSEA, "-o", read_only_disk, "--model", tiny_keras()), 1, "read-only")
+    assert str(read_only_disk) in line and "permission" not in line
+
+
+# -- row 9: the disk fills while the frames journal is written ----------------------------------------------------
+
+
+def test_journal_write_fails_the_finished_frames_are_kept_and_resume(tmp_path):
+    """A file-size limit that the journal reaches (its lines are long: 200 labels per frame) while every
+    picture stays under it: one line, and the frames whose picture and journal line are complete resume."""
+    import json
+
+    from bad_support import tiny_keras as tiny
+
+    model = tiny((32, 32), 200)
+    shots = _shots(tmp_path / "shots", 8)
+    out = tmp_path / "out"
+    args = ("frames", shots, "-o", out, "--model", model, "-q", "--top", "200", "--batch", "1")
+    p = _vidcam_limited(50_000, *args, env={})
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("vidcam:")]
+    assert p.returncode == 1 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "journal" in lines[0] and "file too large" in lines[0] and "run again to resume" in lines[0]
+    journaled = []
+    for line in (out / ".vidcam-frames.jsonl").read_text().splitlines():
+        try:
+            journaled.append(json.loads(line)["file"])
+        except ValueError:
+            pass  # the torn last line
+    assert 1 <= len(journaled) < 8
+    assert leftovers(tmp_path) == [] and not (out / ".vidcam-frames.lock").exists()
+    again = run_cli(*args)
+    assert again.code == 0, again.stderr
+    assert again.stdout.startswith(f"8 frames: {8 - len(journaled)} labelled, {len(journaled)} already done")

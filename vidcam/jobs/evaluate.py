@@ -27,7 +27,7 @@ from vidcam.cam.spec import ModelSpec
 from vidcam.errors import InputError, OutputError, UsageError, VidcamError
 from vidcam.jobs.dataset import Skipped, find_eval_images, read_fitted
 from vidcam.media.images import read_image
-from vidcam.media.outputs import write_image
+from vidcam.media.outputs import describe_os_error, folder_error, write_image
 from vidcam.models.zoo import Classifier
 
 __all__ = ["EvalResult", "evaluate_classifier", "GRIDS", "SWEEP"]
@@ -248,7 +248,10 @@ def _prepare_dir(report_dir: Path, overwrite: bool) -> Path:
     except OSError as e:
         raise OutputError(f"cannot create folder {report_dir.parent}: {e.strerror or e}") from None
     tmp = report_dir.with_name(f".{report_dir.name}.{uuid.uuid4().hex[:8]}.part")
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as e:  # a read-only folder (or file system), no permission
+        raise folder_error(report_dir.parent, e) from None
     return tmp
 
 
@@ -262,7 +265,7 @@ def _publish(tmp: Path, report_dir: Path) -> None:
             os.replace(f, report_dir / f.name)
         tmp.rmdir()
     except OSError as e:
-        raise OutputError(f"cannot write report folder {report_dir}: {e.strerror or e}") from None
+        raise OutputError(f"cannot write report folder {report_dir}: {describe_os_error(e)}") from None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ recorded in ``OUTDIR/.vidcam-frames-outputs.json``): running the same command ag
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import json
@@ -44,7 +43,15 @@ from vidcam.jobs.executors import Executor, ItemResult, LocalExecutor
 from vidcam.jobs.labels import label_kind, write_frame_labels, write_lines_atomic
 from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
 from vidcam.media.images import IMAGE_SUFFIXES, fit_to_model, read_image
-from vidcam.media.outputs import atomic_output, check_output, ensure_dir, out_of_space, write_image
+from vidcam.media.outputs import (
+    atomic_output,
+    check_output,
+    describe_os_error,
+    ensure_dir,
+    folder_error,
+    out_of_space,
+    write_image,
+)
 from vidcam.media.render import RenderOptions, format_label
 from vidcam.media.sink import VideoSink
 from vidcam.models.zoo import DEFAULT_MODEL
@@ -424,7 +431,7 @@ class _FolderLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as e:
-                raise OutputError(f"cannot write to output folder {self.path.parent}: {_why(e)}") from None
+                raise folder_error(self.path.parent, e) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -457,10 +464,6 @@ def _same_inode(fd: int, path: Path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def _why(e: OSError) -> str:
-    return "the folder is read-only" if e.errno == errno.EROFS else (e.strerror or str(e))
-
-
 def _output_folder(directory: str | Path, output_dir: str | Path | None) -> Path:
     src = Path(directory)
     out = Path(output_dir) if output_dir is not None else src.resolve().parent / f"{src.resolve().name}_results"
@@ -476,20 +479,39 @@ class _Journal:
         self.path, self.done, self.files = path, done, files
         # Start the journal over with the entries still valid, then append as frames are done.
         write_lines_atomic(path, [json.dumps(done[p.name]) + "\n" for p in files if p.name in done], overwrite=True)
-        self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        try:
+            self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        except OSError as e:
+            raise folder_error(path.parent, e) from None
 
     def add(self, entries: dict[str, dict]) -> None:
-        for name, entry in entries.items():
-            self.fh.write(json.dumps(entry) + "\n")
-            self.done[name] = entry
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        """Append a batch's entries, flushed and fsynced. A write that fails (a full disk) loses no finished
+        frame: the lines already on disk stay, a torn last line is ignored when the journal is read."""
+        try:
+            for name, entry in entries.items():
+                self.fh.write(json.dumps(entry) + "\n")
+                self.done[name] = entry  # its picture is complete: the compaction at the end may list it
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        except OSError as e:
+            err = OutputError(f"cannot write the resume journal {self.path}: {describe_os_error(e)} (the frames "
+                              "done so far are kept: run again to resume)")
+            err.errno = e.errno
+            raise err from None
 
-    def close(self) -> list[dict]:
-        """Close and compact (one line per done frame, in listing order); returns those entries."""
-        self.fh.close()
+    def close(self, *, failing: bool = False) -> list[dict]:
+        """Close and compact (one line per done frame, in listing order); returns those entries.
+
+        ``failing``: the run is stopping on an error; a journal that cannot be written now (the same full or
+        read-only disk) is left as it is (everything in it is valid) instead of masking that error.
+        """
         ordered = [self.done[p.name] for p in self.files if p.name in self.done]
-        write_lines_atomic(self.path, [json.dumps(e) + "\n" for e in ordered], overwrite=True)
+        try:
+            self.fh.close()
+            write_lines_atomic(self.path, [json.dumps(e) + "\n" for e in ordered], overwrite=True)
+        except (OSError, OutputError) as e:
+            if not failing:
+                raise e if isinstance(e, OutputError) else folder_error(self.path.parent, e) from None
         return ordered
 
 
@@ -552,9 +574,10 @@ def label_frames(
         run.replace = replace
         try:
             executor.run(work, run.batches, run.on_result, engine=engine if local else None)
-        finally:
-            ordered = run.journal.close()
-        return run.finish(ordered, exe, time.perf_counter() - t0)
+        except BaseException:
+            run.journal.close(failing=True)
+            raise
+        return run.finish(run.journal.close(), exe, time.perf_counter() - t0)
 
 class _FramesRun:
     """The driver's side of one run: the plan, the journal, the skipped frames, the outputs at the end."""

@@ -13,10 +13,35 @@ import numpy as np
 
 from vidcam.errors import OutputError
 
-__all__ = ["atomic_output", "check_output", "ensure_dir", "write_image", "same_file", "BatchOutputs", "out_of_space"]
+__all__ = ["atomic_output", "check_output", "ensure_dir", "write_image", "same_file", "BatchOutputs", "out_of_space",
+           "folder_error", "describe_os_error"]
 
 # Write failures that every later file of a batch would hit too: a batch stops on them instead of skipping on.
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def _read_only(folder: Path) -> bool:
+    """The folder is on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def folder_error(folder: str | Path, e: OSError | None = None) -> OutputError:
+    """The one-line error for an output folder that cannot be written: read-only, permission denied, ...
+
+    ``e`` is the error a write into it gave (None: ``os.access`` said no).
+    """
+    folder = Path(folder)
+    if (e is not None and e.errno == errno.EROFS) or _read_only(folder):
+        err = OutputError(f"cannot write to output folder {folder}: it is on a read-only file system")
+        err.errno = errno.EROFS
+        return err
+    why = describe_os_error(e) if e is not None else "permission denied"
+    err = OutputError(f"cannot write to output folder {folder}: {why}")
+    err.errno = getattr(e, "errno", errno.EACCES)
+    return err
 
 
 def ensure_dir(path: str | Path, hint: str = "") -> Path:
@@ -32,6 +57,8 @@ def ensure_dir(path: str | Path, hint: str = "") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        if e.errno == errno.EROFS:
+            raise folder_error(path, e) from None
         raise OutputError(f"cannot create output folder {path}: {e.strerror or e}") from None
     return path
 
@@ -66,7 +93,7 @@ def check_output(path: str | Path, *, overwrite: bool, inputs: tuple = ()) -> Pa
             raise OutputError(f"cannot create folder {path.parent}: {blocker} is a file, not a folder") from None
         raise OutputError(f"cannot create folder {path.parent}: {e.strerror or e}") from None
     if not os.access(path.parent, os.W_OK):
-        raise OutputError(f"cannot write to folder {path.parent}: permission denied")
+        raise folder_error(path.parent)
     return path
 
 
@@ -89,7 +116,10 @@ class BatchOutputs:
             raise OutputError(f"{src} and {first} would both be written to {dest}: rename one or run them separately")
 
 
-def _describe(e: OSError) -> str:
+def describe_os_error(e: OSError) -> str:
+    """An OSError in a few words: ``no space left on device``, ``read-only file system``, ..."""
+    if e.errno == errno.EROFS:
+        return "read-only file system"
     if e.errno == errno.ENOSPC:
         return "no space left on device"
     if e.errno == errno.EDQUOT:
@@ -100,7 +130,8 @@ def _describe(e: OSError) -> str:
 
 
 def out_of_space(e: BaseException) -> bool:
-    """True for an error from :func:`atomic_output` caused by a full disk, a quota or a file size limit."""
+    """True for an error from :func:`atomic_output` that every later write would hit too: a full disk, a quota,
+    a file size limit, a read-only file system."""
     return getattr(e, "errno", None) in _NO_ROOM
 
 
@@ -163,7 +194,7 @@ def atomic_output(path: str | Path, *, overwrite: bool, suffix: str | None = Non
         _publish(tmp, path, overwrite)
     except OSError as e:
         _discard(tmp)
-        err = OutputError(f"cannot write {path}: {_describe(e)}")
+        err = OutputError(f"cannot write {path}: {describe_os_error(e)}")
         err.errno = e.errno  # lets a batch tell a full disk (stop) from one bad file (skip it)
         raise err from None
     except BaseException:
