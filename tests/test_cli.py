@@ -123,18 +123,19 @@ def test_info_loads_no_tensorflow(media):
 def test_methods_table_and_json():
     r = invoke("methods")
     assert r.exit_code == 0, r.output
-    lines = r.stdout.splitlines()
-    assert lines[0].split() == ["method", "title", "gradients", "forward", "passes"]
+    lines = r.stdout.split("\n\n")[0].splitlines()  # the table, then a note on the measured columns
+    assert lines[0].split() == ["method", "title", "gradients", "forward", "passes", "cost", "randomisation",
+                                "class", "deletion", "insertion"]
     assert [line.split()[0] for line in lines[1:]] == list(method_names())
-    rows = {line.split()[0]: line for line in lines[1:]}
-    assert "(default)" in rows["gradcam"] and rows["gradcam"].endswith("yes        1")
-    assert rows["scorecam"].split()[-4:] == ["no", "1", "+", "32"]
-    assert rows["eigencam"].split()[-2:] == ["no", "1"]
+    rows = {line.split()[0]: line.split("  ") for line in lines[1:]}
+    cells = {name: [c.strip() for c in row if c.strip()] for name, row in rows.items()}
+    assert cells["gradcam"][:4] == ["gradcam (default)", "Grad-CAM", "yes", "1"]
+    assert cells["scorecam"][2:4] == ["no", "1 + 32"] and cells["eigencam"][2:4] == ["no", "1"]
     objs = [json.loads(line) for line in invoke("methods", "--json").stdout.splitlines()]
     assert [o["name"] for o in objs] == list(method_names())
     by_name = {o["name"]: o for o in objs}
-    assert by_name["gradcam++"] == {"name": "gradcam++", "title": "Grad-CAM++", "uses_gradients": True,
-                                    "forward_passes": 1, "default": False}
+    assert {k: v for k, v in by_name["gradcam++"].items() if k != "measured"} == {
+        "name": "gradcam++", "title": "Grad-CAM++", "uses_gradients": True, "forward_passes": 1, "default": False}
     assert [o["name"] for o in objs if o["default"]] == ["gradcam"]
     assert by_name["scorecam"]["forward_passes"] == 33 and by_name["scorecam"]["uses_gradients"] is False
 

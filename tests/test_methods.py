@@ -498,3 +498,32 @@ def test_every_method_on_a_saved_nested_model_and_through_vidcam_image(transfer_
                                  "-o", str(tmp_path / "out"), "--json"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "in_output.jpg").is_file()
+
+
+# -- the measured table (scripts/sanity_report.py) ------------------------------------------------------------
+
+
+def test_the_measured_table_covers_every_method_and_vidcam_methods_prints_it():
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    table = cam_methods.measured_table()
+    assert table is not None and table["model"] == "efficientnet_lite0" and table["pass_below"] == 0.5
+    assert set(table["methods"]) == set(METHODS)
+    grad = table["methods"]["gradcam"]
+    assert grad["cost"] == 1.0 and grad["randomisation"]["pass"] and grad["class_sensitivity"]["pass"]
+    for row in table["methods"].values():
+        assert set(row["photos"]) == {"chelsea.png", "dog.jpg"} and row["ms_per_frame"] > 0
+        for check in (row["randomisation"], row["class_sensitivity"]):
+            assert check["pass"] == (max(v for k, v in check.items() if k != "pass") < 0.5)
+    # `vidcam methods` prints it without importing TensorFlow.
+    code = ("import sys; from vidcam.cli import main; sys.argv = ['vidcam', 'methods', '--json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('TF', 'tensorflow' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    lines = p.stdout.splitlines()
+    assert lines[-1] == "TF False", p.stderr
+    rows = {o["name"]: o for o in map(json.loads, lines[:-1])}
+    assert rows["ablationcam"]["measured"] == table["methods"]["ablationcam"]

@@ -513,21 +513,50 @@ def _forward_passes(cls: type[CamMethod]) -> tuple[int, str]:
     return cls().forward_passes()
 
 
+def _measured_cells(row: dict | None, photo: str) -> list[str]:
+    """cost, the two sanity verdicts (with the worst correlation) and deletion/insertion AUC on ``photo``."""
+    if row is None:
+        return ["-"] * 5
+    rnd, cls, m = row["randomisation"], row["class_sensitivity"], row["photos"][photo]
+    worst = [max(v for k, v in check.items() if k != "pass") for check in (rnd, cls)]
+    return [f"{row['cost']:.2f}x", *(f"{'pass' if c['pass'] else 'fail'} {w:.2f}" for c, w in zip((rnd, cls), worst)),
+            f"{m['deletion_auc']:.3f}", f"{m['insertion_auc']:.3f}"]
+
+
 @app.command("methods")
 @handle_errors
 def methods_cmd(json_out: JsonOpt = False) -> None:
-    """List the CAM methods: name (for --method), title, whether it needs gradients, forward passes per frame."""
+    """List the CAM methods: name (for --method), title, whether it needs gradients, forward passes per frame,
+    and what scripts/sanity_report.py measured on the default model (cost, sanity checks, deletion/insertion)."""
+    import textwrap
+
+    from vidcam.cam.methods import measured_table
+
+    table = measured_table() or {"methods": {}, "photos": {}}
+    measured = table["methods"]
+    photo = "dog.jpg" if "dog.jpg" in table["photos"] else next(iter(table["photos"]), "")
     rows = []
     for name in method_names():
         cls = REGISTRY[name]
         passes, text = _forward_passes(cls)
         if json_out:
             typer.echo(json.dumps({"name": name, "title": method_title(name), "uses_gradients": cls.uses_gradients,
-                                   "forward_passes": passes, "default": name == DEFAULT_METHOD.value}))
+                                   "forward_passes": passes, "default": name == DEFAULT_METHOD.value,
+                                   "measured": measured.get(name)}))
         rows.append([name + (" (default)" if name == DEFAULT_METHOD.value else ""), method_title(name),
-                     "yes" if cls.uses_gradients else "no", text])
-    if not json_out:
-        _table(["method", "title", "gradients", "forward passes"], rows)
+                     "yes" if cls.uses_gradients else "no", text, *_measured_cells(measured.get(name), photo)])
+    if json_out:
+        return
+    _table(["method", "title", "gradients", "forward passes", "cost", "randomisation", "class", "deletion",
+            "insertion"], rows)
+    if measured:
+        info = table["photos"][photo]
+        note = (f"Measured by scripts/sanity_report.py on {table['model']} ({table['machine']}): cost per frame "
+                f"against Grad-CAM (batch {table['batch']}, warm); Spearman of the map against the map after "
+                f"re-initialising the top layers (randomisation) and against other classes' maps (class), the "
+                f"worse of two, pass below {table['pass_below']}; deletion (low is good) and insertion (high) AUC "
+                f"on {photo} ({info['class']}, {info['probability']:.3f}). See README, \"Which method?\".")
+        typer.echo("\n" + textwrap.fill(note, 116))
 
 
 _MATRIX_NAMES = {"bt709": "BT.709", "smpte170m": "BT.601", "bt470bg": "BT.601", "bt2020nc": "BT.2020",

@@ -405,7 +405,7 @@ class AblationCAM(CamMethod):
         self.batch = max(1, int(ablation_batch))
 
     def forward_passes(self) -> tuple[int, str]:
-        return 1, "1 + 1 head pass per channel"
+        return 1, "1 + head per channel"
 
     def cam(self, feature_map, grads):
         import tensorflow as tf
