@@ -5,6 +5,7 @@ One command, one run, one generated clip (720p, 10 s, 25 fps, with audio), the d
 
     .venv/bin/python scripts/bench.py            # full run (a few minutes on 2 cores)
     .venv/bin/python scripts/bench.py --quick    # short smoke version (CI runs it, never timed)
+    .venv/bin/python scripts/bench.py --method ablationcam   # (b) and the engine stage with another CAM method
 
 Prints a table of frames/s:
   (a) the book's way: ffmpeg -> JPEG frames -> per-image Grad-CAM with tf-keras-vis at batch 1 -> JPEG -> ffmpeg
@@ -164,7 +165,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short clips, few book frames: a smoke run for CI")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    from vidcam.cam.methods import method_names  # no TensorFlow
+
+    ap.add_argument("--method", default="gradcam", choices=method_names(), metavar="METHOD",
+                    help="CAM method of (b) and the engine stage (`vidcam methods`); (a) is always Grad-CAM")
     args = ap.parse_args()
+    method_args = [] if args.method == "gradcam" else ["--method", args.method]
 
     from vidcam.media.ffmpeg_cmd import ffmpeg_exe
 
@@ -177,8 +183,8 @@ def main() -> None:
         long_clip = make_clip(exe, work / "clip720_long.mp4", long_)
         # The `vidcam video` runs come first, while this process is small: a child's peak RSS counts the pages
         # it shares with its parent when forked, so a parent holding TensorFlow and decoded frames inflates it.
-        b_fps, frames, rss_short, b_cmd_fps = run_vidcam(clip, work / "vidcam.mp4")
-        _, long_frames, rss_long, _ = run_vidcam(long_clip, work / "vidcam_long.mp4")
+        b_fps, frames, rss_short, b_cmd_fps = run_vidcam(clip, work / "vidcam.mp4", method_args)
+        _, long_frames, rss_long, _ = run_vidcam(long_clip, work / "vidcam_long.mp4", method_args)
 
         from vidcam.cam.engine import CamEngine
         from vidcam.cli import load_tensorflow  # TensorFlow's start-up chatter kept off the table
@@ -186,10 +192,11 @@ def main() -> None:
 
         load_tensorflow()
         clf = load_classifier()
-        engine = CamEngine(clf)
+        engine = CamEngine(clf, method=args.method)
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
               f"load average {os.getloadavg()[0]:.1f}; clip: 1280x720, {short} s, 25 fps, AAC audio; "
-              f"model {clf.name}", flush=True)
+              f"model {clf.name}" + (f"; method {args.method} for (b) and the engine" if method_args else ""),
+              flush=True)
         stages = bench_stages(exe, clip, engine, args.batch)
         a_fps, a_frames = bench_book(exe, clip, work, clf, book_frames)
 
@@ -214,6 +221,7 @@ def main() -> None:
             "book_fps": a_fps, "vidcam_fps": b_fps, "vidcam_command_fps": b_cmd_fps,
             "stages": stages, "limit_fps": limit, "bound": bound,
             "rss_short": rss_short, "rss_long": rss_long, "quick": args.quick,
+            **({"method": args.method} if method_args else {}),
         }, indent=1))
 
 
