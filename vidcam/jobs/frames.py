@@ -2,7 +2,8 @@
 
 ``DIR/frame1.jpg, frame2.jpg, ..., frame10.jpg`` (natural order: 2 before 10) become
 ``OUTDIR/result_0001.jpg, ...`` (numbered by position in that order) and ``OUTDIR/labels.csv``
-(``file,label,probability`` for the top-1, then ``label_2,probability_2,...``), or ``labels.jsonl``.
+(``file,result,label,probability,class_id`` for the top-1, then ``label_2,probability_2,class_id_2,...``), or
+``labels.jsonl``.
 
 Resuming: each rendered picture is written atomically, then its labels are appended to a journal
 (``OUTDIR/.vidcam-frames.jsonl``, flushed and fsynced per batch). A re-run skips every frame whose journal
