@@ -302,6 +302,20 @@ _TRAIN, _EVAL = TrainOptions(), EvalOptions()
 DEFAULT_METHOD = Method(_SPEC.method)
 
 
+def _class_id(value: int | None) -> int | None:
+    """--class: a class id (0 up to the model's classes; a 20-digit number is a typo, not an overflow)."""
+    if value is not None and not 0 <= value < 2**31:
+        raise typer.BadParameter(f"a class id is 0 or more and below the model's number of classes, got {value}")
+    return value
+
+
+def _opacity(value: float) -> float:
+    """--alpha: a number within [0, 1] (nan and inf are not)."""
+    if not 0.0 <= value <= 1.0:  # False for nan too
+        raise typer.BadParameter(f"must be a number within [0, 1], got {value}")
+    return value
+
+
 def _listed(values: Iterable[str]) -> str:
     return ", ".join(values)
 
@@ -333,11 +347,11 @@ MethodsOpt = Annotated[str, typer.Option(
     "--methods", metavar="M1,M2,...",
     help=f"Comma-separated methods, in panel order, from: {_listed(method_names())}.")]
 ClassOpt = Annotated[int | None, typer.Option(
-    "--class", help="Explain this class id (in every image or frame) instead of each one's top-1.")]
+    "--class", callback=_class_id, help="Explain this class id (in every image or frame) instead of each one's top-1.")]
 TopOpt = Annotated[int, typer.Option("--top", "-k", min=1, help="How many classes to print or write per input.")]
 LayoutOpt = Annotated[Layout, typer.Option(
     "--layout", metavar="LAYOUT", help=f"{_listed(LAYOUTS)} (side-by-side: original | heatmap, twice as wide).")]
-AlphaOpt = Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="Heatmap opacity.")]
+AlphaOpt = Annotated[float, typer.Option("--alpha", callback=_opacity, help="Heatmap opacity, 0 to 1.")]
 ColormapOpt = Annotated[Colormap, typer.Option(
     "--colormap", metavar="COLORMAP", help=f"Heatmap colours: {_listed(COLORMAPS)}.")]
 FitOpt = Annotated[Fit | None, typer.Option("--fit", metavar="FIT", help=FIT_HELP)]

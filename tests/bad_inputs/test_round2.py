@@ -425,3 +425,108 @@ def test_journal_write_fails_the_finished_frames_are_kept_and_resume(tmp_path):
     again = run_cli(*args)
     assert again.code == 0, again.stderr
     assert again.stdout.startswith(f"8 frames: {8 - len(journaled)} labelled, {len(journaled)} already done")
+
+
+# -- row 12 and the smaller list: numbers and names that must be usage errors or skips ---------------------------
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("short") / "short.mp4", size="64x48", rate=10, seconds=0.5)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--class", "99999999999999999999"), "--class"),
+    (("--class", "-1"), "--class"),
+    (("--alpha", "nan"), "--alpha"),
+    (("--alpha", "inf"), "--alpha"),
+    (("--start", "nan"), "time 'nan'"),
+    (("--start", "inf"), "time 'inf'"),
+    (("--duration", "nan"), "time 'nan'"),
+    (("--duration", "-inf"), "time '-inf'"),
+    (("--start", "1:-30"), "time '1:-30'"),
+    (("--duration", "1e-7"), "at least 0.001 s"),
+])
+def test_video_numbers_that_are_usage_errors(short_clip, tmp_path, args, needle):
+    out = run_cli("video", short_clip, "-o", tmp_path / "o.mp4", "--model", tiny_keras(), "-q", *args)
+    one_line_error(out, 2, needle)
+    assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
+
+
+def test_image_class_overflow_is_a_usage_error(tmp_path):
+    from bad_support import CHELSEA
+
+    line = one_line_error(run_cli("image", CHELSEA, "--class", "99999999999999999999", "--no-output",
+                                  "--model", tiny_keras()), 2, "--class")
+    assert "Overflow" not in line
+
+
+def test_train_img_size_has_an_upper_bound(tmp_path):
+    data = tmp_path / "data"
+    for c in ("cats", "dogs"):
+        _shots(data / c, 2)
+    line = one_line_error(run_cli("train", data, "-o", tmp_path / "m.keras", "--img-size", "100000"), 2,
+                          "--img-size", "at most")
+    assert "100000" in line and not (tmp_path / "m.keras").exists()
+
+
+def test_video_big_batch_on_a_short_clip_pads_to_the_clip_only(short_clip, tmp_path):
+    """--batch 100000 on a 5-frame clip: the engine sees 5 frames, not 100000 (which needs gigabytes); a long
+    video keeps one batch shape throughout (the last batch padded to it)."""
+    from vidcam.cam.engine import CamEngine
+    from vidcam.jobs.video import VideoOptions, process_video
+    from vidcam.models.zoo import load_classifier
+
+    class Recording(CamEngine):  # the real engine, noting the batch shapes it is given
+        shapes: list[int] = []
+
+        def run(self, frames, class_index=None):
+            self.shapes.append(len(frames))
+            return super().run(frames, class_index)
+
+    engine = Recording(load_classifier(tiny_keras()))
+    s = process_video(short_clip, tmp_path / "a.mp4", model=engine, options=VideoOptions(batch_size=100000))
+    assert s.frames == 5 and engine.shapes == [5]
+    engine.shapes.clear()
+    s = process_video(short_clip, tmp_path / "b.mp4", model=engine, options=VideoOptions(batch_size=2))
+    assert s.frames == 5 and engine.shapes == [2, 2, 2]
+
+
+def test_missing_file_with_brackets_is_skipped_not_a_bad_glob(tmp_path):
+    from bad_support import CHELSEA, skipped_run
+
+    out = run_cli("image", CHELSEA, tmp_path / "photo [1].jpg", "-o", tmp_path / "out", "--model", tiny_keras())
+    lines = skipped_run(out, "photo [1].jpg")
+    assert not any("no files match" in ln for ln in lines)
+    assert (tmp_path / "out" / "chelsea_output.jpg").is_file()
+    kept = tmp_path / "shot [2].png"  # and one that exists is read as the file it is
+    write_png(kept, pattern())
+    done = run_cli("image", kept, "-o", tmp_path / "out", "--model", tiny_keras())
+    assert done.code == 0, done.stderr
+    assert (tmp_path / "out" / "shot [2]_output.jpg").is_file()
+
+
+# -- row 7: names with terminal escape sequences are printed escaped; JSON stays exact ----------------------------
+
+
+def test_escape_sequences_in_names_are_escaped_in_a_real_terminal_run(tmp_path):
+    """A real process (real argv, real stdout/stderr bytes): ESC[2J (clear screen) and an OSC title sequence in
+    file names never reach the terminal raw; a newline in a name does not split the one-line error; --json
+    carries the exact names."""
+    import json
+
+    clear, title = "clear\x1b[2J.png", "title\x1b]0;pwned\x07.png"
+    write_png(tmp_path / clear, pattern())
+    missing = tmp_path / "gone\nvidcam: error: fake.png"
+    out = run_proc("image", tmp_path / clear, tmp_path / title, missing, "--no-output", "--model", tiny_keras())
+    assert out.code == 3, out.stderr
+    for stream in (out.stdout, out.stderr):
+        assert "\x1b" not in stream and "\x07" not in stream
+    assert f"{tmp_path}/clear\\x1b[2J.png" in out.stdout
+    errors = out.stderr.splitlines()
+    assert any(f"{tmp_path}/title\\x1b]0;pwned\\x07.png" in ln for ln in errors), errors
+    assert any("gone\\nvidcam: error: fake.png" in ln for ln in errors), errors
+    assert all(ln.startswith("vidcam: error: ") for ln in errors) and len(errors) == 3  # 2 skipped + the count
+    js = run_proc("image", tmp_path / clear, "--no-output", "--json", "--model", tiny_keras())
+    assert js.code == 0, js.stderr
+    assert json.loads(js.stdout)["path"] == str(tmp_path / clear) and "\x1b" not in js.stdout

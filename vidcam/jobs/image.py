@@ -55,12 +55,22 @@ class ImageResult:
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
-    """Paths as given, with shell-style globs (``photos/*.jpg``) expanded in sorted order."""
+    """Paths as given, with shell-style globs (``photos/*.jpg``) expanded in sorted order.
+
+    ``[`` is common in file names (``photo [1].jpg``): a name with brackets but no ``*`` or ``?`` that matches
+    nothing is kept as the name it is, so a missing one is reported (and skipped) like any missing file.
+
+    Raises:
+        InputError: a pattern with ``*`` or ``?`` matches nothing.
+    """
     out: list[Path] = []
     for p in patterns:
         s = str(p)
         if any(ch in s for ch in "*?[") and not Path(s).exists():
             matches = sorted(glob.glob(s, recursive=True))
+            if not matches and not any(ch in s for ch in "*?"):
+                out.append(Path(s))
+                continue
             if not matches:
                 raise InputError(f"no files match {s!r}")
             out.extend(Path(m) for m in matches)

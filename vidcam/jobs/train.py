@@ -24,6 +24,8 @@ from vidcam.models.zoo import DEFAULT_MODEL, ZOO, Classifier, save_classifier_me
 
 __all__ = ["HEADS", "TrainEvent", "TrainOptions", "TrainResult", "train_classifier", "curves_path"]
 
+MAX_IMG_SIZE = 1024  # a 1024x1024 batch of 32 already needs several GB for the frozen base's activations
+
 # head -> (output activation recorded for inference, loss)
 HEADS = {
     "softmax": ("softmax", "categorical_crossentropy"),  # one label per image, many classes (the book's model)
@@ -271,6 +273,9 @@ class TrainOptions:
             raise UsageError(f"--patience is a number of epochs (0: never stop early), got {self.patience}")
         if self.size < 32:
             raise UsageError(f"--img-size must be at least 32 (the base shrinks images 32 times), got {self.size}")
+        if self.size > MAX_IMG_SIZE:
+            raise UsageError(f"--img-size must be at most {MAX_IMG_SIZE} (the bases are trained at 224 to 260; "
+                             f"larger only costs memory), got {self.size}")
 
     @property
     def size(self) -> int:

@@ -34,6 +34,7 @@ nothing under the final name and kills both ffmpeg children.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -75,24 +76,29 @@ _COPYABLE = {
 _QUEUE_BYTES = 256 * 2**20
 
 ProgressCallback = Callable[[int, int | None], None]
+MIN_DURATION = 0.001  # seconds
 
 
 def parse_time(value: str | float | None) -> float | None:
     """Seconds from ``90``, ``1.5``, ``1:30`` or ``00:01:30.5`` (None stays None).
 
     Raises:
-        UsageError: not a time.
+        UsageError: not a time: not a number, ``nan`` or ``inf``, or a negative part after the first
+            (``1:-30`` is not 30 s).
     """
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else float(value)
-    parts = str(value).strip().split(":")
+    if value is None:
+        return None
+    parts = [value] if isinstance(value, int | float) else str(value).strip().split(":")
     try:
-        if len(parts) > 3 or not all(parts):
+        if len(parts) > 3 or not all(str(p).strip() for p in parts):
             raise ValueError
         secs = 0.0
-        for part in parts:
-            secs = secs * 60 + float(part)
-    except ValueError:
+        for k, part in enumerate(parts):
+            x = float(part)
+            if not math.isfinite(x) or (k > 0 and (x < 0 or str(part).strip().startswith(("-", "+")))):
+                raise ValueError
+            secs = secs * 60 + x
+    except (ValueError, TypeError):
         raise UsageError(f"time {value!r} is not seconds or [HH:]MM:SS[.ms]: use e.g. 90, 1:30 or 0:01:30.5") from None
     return secs
 
@@ -146,8 +152,9 @@ class VideoOptions:
             raise UsageError(f"top-k must be at least 1, got {self.top_k}")
         if self.start is not None and self.start < 0:
             raise UsageError(f"start must be 0 or more seconds, got {self.start}")
-        if self.duration is not None and self.duration <= 0:
-            raise UsageError(f"duration must be more than 0 seconds, got {self.duration}")
+        if self.duration is not None and self.duration < MIN_DURATION:
+            # ffmpeg takes -t in microseconds: 1e-7 would be -t 0.000000, the whole video.
+            raise UsageError(f"duration must be at least {MIN_DURATION:g} s (a millisecond), got {self.duration:g}")
         if self.metrics_every < 1:
             raise UsageError(f"metrics_every must be at least 1 (every frame), got {self.metrics_every}")
 
@@ -368,7 +375,9 @@ class _VideoRun:
 
     def _run_unique(self, small: np.ndarray):
         """The engine on the new frames only, padded to the fixed batch shape (the compiled step sees one shape)."""
-        u, b = len(small), self.o.batch_size
+        # A video shorter than one batch is padded to its own length only (--batch 100000 on a 50-frame clip
+        # must not allocate 100000 frames); a longer one keeps one batch shape throughout.
+        u, b = len(small), min(self.o.batch_size, self.total or self.o.batch_size)
         if u == 0:
             return None
         if u < b:
