@@ -354,35 +354,59 @@ def _ffmpeg_children_with(text: str) -> list[int]:
     return found
 
 
+def _held_decoder(folder: Path) -> Path:
+    """An ffmpeg whose decoding run (raw RGB frames to vidcam) says so in a file once every frame is out, then
+    keeps its pipe open until its parent dies: the run cannot finish, so a signal always lands mid-run (a test
+    that waits for output to grow and hopes the run is still going fails under load). Every other ffmpeg run
+    (probing, encoding) is the real one, unchanged."""
+    wrapper = folder / "ffmpeg-held"
+    wrapper.write_text(f"""#!/bin/sh
+case "$*" in
+  *rawvideo*)
+    '{clips_ffmpeg()}' "$@" || exit $?
+    touch '{folder}/decoded'
+    while kill -0 $PPID 2>/dev/null; do sleep 0.05; done
+    exit 0 ;;
+esac
+exec '{clips_ffmpeg()}' "$@"
+""")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
-    src = make_clip(tmp_path / "long.mp4", seconds=120, size="160x120")
+    src = make_clip(tmp_path / "src.mp4", seconds=2, size="160x120")
     work = tmp_path / "work"
     work.mkdir()
     out = work / "heat.mp4"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     p = subprocess.Popen([sys.executable, "-m", "vidcam", "video", str(src), "-o", str(out), "-m", str(tiny_keras),
-                          "--labels-out", str(work / "labels.csv"), "--batch", "2", "--preset", "medium"],
+                          "--labels-out", str(work / "labels.csv"), "--batch", "2", "--preset", "medium",
+                          "--ffmpeg", str(_held_decoder(tmp_path))],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    while not list(work.glob(".heat.*.part.mp4")) or os.path.getsize(next(work.glob(".heat.*.part.mp4"))) == 0:
+    deadline = time.monotonic() + 180
+    # Every frame decoded (so encoding has begun), the run held open: the signal lands mid-run, always.
+    while not (tmp_path / "decoded").exists() or not list(work.glob(".heat.*.part.mp4")):
         assert p.poll() is None, p.communicate()
-        assert time.monotonic() < deadline, "the encoder never started writing"
+        assert time.monotonic() < deadline, "the run never got to encoding"
         time.sleep(0.02)
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
-    assert p.returncode != 0, "the run finished before it was killed: make the clip longer"
+    assert p.returncode != 0, err
     assert not out.exists() and not (work / "labels.csv").exists()
     if sig == signal.SIGINT:
         assert p.returncode == 130 and b"vidcam: error: interrupted" in err and b"Traceback" not in err
         assert not list(work.iterdir())  # temporary files removed too
-        time.sleep(0.2)
-        assert not _ffmpeg_children_with(str(src))  # the ffmpeg children were killed
+        deadline = time.monotonic() + 30
+        while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
+            time.sleep(0.1)  # killed: gone as soon as the kernel has reaped them
+        assert not _ffmpeg_children_with(str(src))  # the ffmpeg children (the held decoder too) were killed
     else:
         # kill -9 gives vidcam no chance to clean up: a hidden .part file may stay, never the final name.
         deadline = time.monotonic() + 30
         while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
-            time.sleep(0.1)  # the children exit on their own once their pipes close
+            time.sleep(0.1)  # the children exit on their own once their pipes close (or their parent is gone)
         assert not _ffmpeg_children_with(str(src))
 
 
