@@ -915,12 +915,24 @@ def _rate(s) -> str:
     return f"{s.frames} frames at {s.fps.numerator}/{s.fps.denominator} fps"
 
 
+def _temporal_line(s) -> str:
+    """``over time: map stability 0.91 (min 0.62), 2 label flips (20.0 a minute), 1 cut: frame 25 (1.000 s)``."""
+    parts = []
+    if s.stability is not None:
+        parts.append(f"map stability {s.stability:.2f} (min {s.stability_min:.2f})")
+    parts.append(f"{s.label_flips} label flip{'s' if s.label_flips != 1 else ''} ({s.flips_per_minute:.1f} a minute)")
+    cuts = ", ".join(f"frame {i} ({t:.3f} s)" for i, t in s.cuts[:5]) + (" ..." if len(s.cuts) > 5 else "")
+    parts.append(f"{len(s.cuts)} cut{'s' if len(s.cuts) != 1 else ''}" + (f": {cuts}" if cuts else ""))
+    return "  over time: " + ", ".join(parts)
+
+
 def _show_video(s) -> None:
     audio = {"copy": "audio copied", "aac": "audio re-encoded to AAC", "none": "no audio"}[s.audio]
     _say(f"{s.input} -> {s.output}")
     _say(f"  {_rate(s)}, {s.width}x{s.height}, {audio}; {s.seconds:.1f} s ({s.frames_per_second:.1f} frames/s)")
     if s.top_labels:
         _say("  most explained: " + ", ".join(f"{name} ({n})" for name, n in s.top_labels[:3]))
+    _say(_temporal_line(s))
     _describe_metrics(s.metrics)
     if s.labels_out:
         _say(f"  labels -> {s.labels_out}")

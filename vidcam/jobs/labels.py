@@ -2,8 +2,10 @@
 
 Every CSV has the same prediction columns: ``label, probability, class_id`` for the top-1, then
 ``label_2, probability_2, class_id_2``, ...; a video's rows start with ``frame, time``, a frame folder's with
-``file``. With faithfulness metrics, ``average_drop, deletion_auc, insertion_auc`` follow (empty on frames that
-were not measured). JSON Lines carry the same values as objects, plus a last ``{"metrics_summary": ...}`` line.
+``file``. A video's rows then have ``stability`` (the map's rank correlation with the previous frame's, empty on
+the first frame) and ``cut`` (1 on a frame that starts a new shot, else 0). With faithfulness metrics,
+``average_drop, deletion_auc, insertion_auc`` follow (empty on frames that were not measured). JSON Lines carry
+the same values as objects, plus a last ``{"metrics_summary": ...}`` line.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -125,21 +128,28 @@ def write_frame_labels(path: str | Path, entries: list[dict], top_k: int, metric
 
 
 class VideoLabelsWriter:
-    """A video's per-frame labels, streamed: CSV ``frame,time,label,probability,class_id,...`` or JSON Lines."""
+    """A video's per-frame labels, streamed: CSV ``frame,time,label,probability,class_id,...,stability,cut`` or
+    JSON Lines (``{"frame", "time", "predictions", "stability", "cut"}``, ``stability`` null on the first frame)."""
 
     def __init__(self, fh: IO[str], kind: str, top_k: int, metrics: bool = False) -> None:
         self.fh, self.kind, self.top_k, self.metrics = fh, kind, top_k, metrics
         if kind == "csv":
             self.csv = csv.writer(fh)
-            self.csv.writerow(["frame", "time", *prediction_columns(top_k), *(METRIC_COLUMNS if metrics else ())])
+            self.csv.writerow(["frame", "time", *prediction_columns(top_k), "stability", "cut",
+                               *(METRIC_COLUMNS if metrics else ())])
 
-    def write(self, index: int, t: float, predictions: list[dict], m: dict | None = None) -> None:
-        """One frame: its index, its time in seconds, its top-k ``{class_id, label, probability}``, metrics."""
+    def write(self, index: int, t: float, predictions: list[dict], m: dict | None = None, *,
+              stability: float | None = None, cut: bool = False) -> None:
+        """One frame: its index, its time in seconds, its top-k ``{class_id, label, probability}``, metrics, its
+        map stability (None or NaN: none, the first frame) and whether it starts a new shot."""
+        stable = None if stability is None or math.isnan(stability) else round(float(stability), 4)
         if self.kind == "csv":
             self.csv.writerow([index, f"{t:.6f}", *_prediction_cells(predictions, self.top_k),
+                               "" if stable is None else f"{stable:.4f}", int(cut),
                                *(_metric_cells(m) if self.metrics else ())])
             return
-        obj: dict = {"frame": index, "time": round(t, 6), "predictions": predictions}
+        obj: dict = {"frame": index, "time": round(t, 6), "predictions": predictions, "stability": stable,
+                     "cut": bool(cut)}
         if m is not None:
             obj["metrics"] = m
         self.fh.write(json.dumps(obj) + "\n")

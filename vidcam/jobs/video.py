@@ -50,10 +50,12 @@ from vidcam.cam.spec import ModelLike, build_engine
 from vidcam.errors import UsageError
 from vidcam.jobs.labels import VideoLabelsWriter, label_kind
 from vidcam.jobs.pipeline import Pipeline
+from vidcam.jobs.temporal import TemporalStats, map_stability
 from vidcam.media.ffmpeg_cmd import AudioPlan, EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
 from vidcam.media.outputs import atomic_output, check_output
 from vidcam.media.probe import VideoInfo, probe
 from vidcam.media.render import RenderOptions, format_label, shrink_to_model
+from vidcam.media.shots import CutDetector
 from vidcam.media.sink import VideoSink
 from vidcam.media.source import FrameBatch, VideoSource, output_colour
 from vidcam.models.zoo import DEFAULT_MODEL
@@ -113,8 +115,9 @@ class VideoOptions:
         class_index: explain this class in every frame instead of each frame's top-1.
         smooth: temporal smoothing of the heatmaps in [0, 1): each frame's map is
             ``smooth * previous + (1 - smooth) * current`` (an exponential moving average in frame order), so
-            the heat does not flicker. 0 (default) is off; 0.5 averages over about 3 frames. Labels and
-            probabilities are never smoothed.
+            the heat does not flicker; it starts again at each cut between shots, so no heat bleeds from one shot
+            into the next. 0 (default) is off; 0.5 averages over about 3 frames. Labels and probabilities are
+            never smoothed.
         start: seconds to skip at the beginning (video and audio; ``90``, ``"1:30"``).
         duration: seconds to process from ``start`` (video and audio).
         top_k: labels per frame in the labels file.
@@ -183,6 +186,13 @@ class VideoSummary:
         source: the source's :class:`VideoInfo`.
         metrics: with ``metrics=True``, the faithfulness summary of the measured frames
             (:func:`vidcam.cam.metrics.summarize`: means and the worst frames), else None.
+        stability: the mean map stability from frame to frame (Spearman rank correlation of consecutive maps as
+            drawn, frames at a cut left out; see :mod:`vidcam.jobs.temporal`); None with fewer than two frames.
+        stability_min: the least stable frame's value.
+        label_flips: frames whose top-1 class differs from the previous frame's.
+        flips_per_minute: ``label_flips`` per minute of video time (``duration``).
+        cuts: ``(frame, time)`` of each frame that starts a new shot (:class:`vidcam.media.shots.CutDetector`);
+            ``smooth`` starts again there.
     """
 
     input: str
@@ -201,6 +211,11 @@ class VideoSummary:
     start: float = 0.0
     duration: float = 0.0
     repeats: int = 0
+    stability: float | None = None
+    stability_min: float | None = None
+    label_flips: int = 0
+    flips_per_minute: float = 0.0
+    cuts: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def frames_per_second(self) -> float:
@@ -215,6 +230,8 @@ class VideoSummary:
             "audio": self.audio, "labels_out": self.labels_out, "seconds": round(self.seconds, 3),
             "frames_per_second": round(self.frames_per_second, 2),
             "top_labels": [{"label": k, "frames": v} for k, v in self.top_labels],
+            "stability": self.stability, "stability_min": self.stability_min, "label_flips": self.label_flips,
+            "flips_per_minute": self.flips_per_minute, "cuts": [{"frame": i, "time": t} for i, t in self.cuts],
             **({"metrics": self.metrics} if self.metrics is not None else {}),
         }
 
@@ -228,16 +245,19 @@ def audio_codec_for(codecs: tuple[str, ...], suffix: str) -> str:
 
 
 
-def smooth_maps(cams: np.ndarray, factor: float, state: np.ndarray | None = None):
-    """Temporal smoothing of consecutive CAMs: an exponential moving average in frame order.
+def smooth_maps(cams: np.ndarray, factor: float, state: np.ndarray | None = None,
+                restart: np.ndarray | None = None):
+    """Temporal smoothing of consecutive CAMs: an exponential moving average in frame order, shot by shot.
 
     ``out[t] = factor * out[t - 1] + (1 - factor) * cams[t]``, starting from ``state`` (the previous
-    batch's last smoothed map) or, for the very first frame, from the frame itself (no fade-in from black).
+    batch's last smoothed map) or, for the very first frame and the first frame of each new shot, from the frame
+    itself (no fade-in from black, and no heat carried over a cut from the shot before).
 
     Args:
         cams: (N, h, w) maps in [0, 1] of consecutive frames.
         factor: 0 (off) to < 1; 0.5 averages over about 3 frames (1 / (1 - factor) - ish).
         state: the last smoothed map so far, or None at the start.
+        restart: (N,) bool, True where a new shot starts (a cut): the average starts again at that frame.
 
     Returns:
         (smoothed maps, new state).
@@ -246,7 +266,8 @@ def smooth_maps(cams: np.ndarray, factor: float, state: np.ndarray | None = None
         return cams, state
     out = np.empty_like(cams)
     for i in range(len(cams)):
-        state = cams[i] if state is None else factor * state + (1.0 - factor) * cams[i]
+        fresh = state is None or (restart is not None and restart[i])
+        state = cams[i] if fresh else factor * state + (1.0 - factor) * cams[i]
         out[i] = state
     return out, state
 
@@ -354,6 +375,9 @@ class _VideoRun:
         self.repeats = 0
         self.counts: Counter = Counter()
         self.measured: dict[int, CamMetrics] = {}
+        self.cut_detector = CutDetector()
+        self.drawn: np.ndarray | None = None  # the previous frame's map as drawn (for map stability)
+        self.temporal = TemporalStats()
         frame_bytes = info.width * info.height * 3
         self.depth = max(1, min(3, _QUEUE_BYTES // max(1, frame_bytes * o.batch_size)))
 
@@ -361,17 +385,19 @@ class _VideoRun:
 
     def fit(self, batch: FrameBatch):
         """Fit the frames that differ from the one before them; a repeat (a frozen screen, a held frame, a static
-        shot) is marked and costs nothing more: it reuses its predecessor's result (same output, same labels)."""
-        repeat = np.zeros(len(batch), bool)
+        shot) is marked and costs nothing more: it reuses its predecessor's result (same output, same labels).
+        Frames that start a new shot are marked too (a repeat never does)."""
+        repeat, cuts = np.zeros(len(batch), bool), np.zeros(len(batch), bool)
         prev = self.prev_frame
         for i, frame in enumerate(batch.pixels):
             repeat[i] = prev is not None and np.array_equal(frame, prev)
+            cuts[i] = not repeat[i] and self.cut_detector(frame)
             prev = frame
         self.prev_frame = prev
         fitted = [shrink_to_model(f, self.engine.input_size, self.o.render.fit)
                   for f, r in zip(batch.pixels, repeat) if not r]
         small = np.stack([f[0] for f in fitted]) if fitted else np.zeros((0, *self.engine.input_size, 3), np.uint8)
-        return batch, small, fitted[0][1] if fitted else self.window, repeat
+        return batch, small, fitted[0][1] if fitted else self.window, repeat, cuts
 
     def _run_unique(self, small: np.ndarray):
         """The engine on the new frames only, padded to the fixed batch shape (the compiled step sees one shape)."""
@@ -386,7 +412,7 @@ class _VideoRun:
         return res.cams[:u], res.class_ids[:u], res.probabilities[:u]
 
     def explain(self, item):
-        batch, small, window, repeat = item
+        batch, small, window, repeat, cuts = item
         o, n = self.o, len(batch)
         self.window = window
         unique = self._run_unique(small)
@@ -400,7 +426,8 @@ class _VideoRun:
         cams, class_ids, probabilities, fitted = (np.asarray(p)[source + offset] for p in parts)
         self.last = (cams[-1], class_ids[-1], probabilities[-1], fitted[-1])
         raw = CamResult(class_ids, probabilities, cams)
-        cams, self.state = smooth_maps(cams, o.smooth, self.state)
+        cams, self.state = smooth_maps(cams, o.smooth, self.state, restart=cuts)
+        stability, self.drawn = map_stability(cams, self.drawn)
         ids, probs = raw.top_k(o.top_k)
         measured: dict[int, CamMetrics] = {}
         if o.metrics:
@@ -408,16 +435,17 @@ class _VideoRun:
             if sel:
                 found = evaluate_batch(self.engine, fitted[sel], cams[sel], class_ids[sel])
                 measured = {batch.index + i: m for i, m in zip(sel, found)}
-        return batch, window, cams, class_ids, probabilities, ids, probs, measured, repeat
+        return batch, window, cams, class_ids, probabilities, ids, probs, measured, repeat, (stability, cuts)
 
     # -- this thread: render, then the sinks ---------------------------------------------------------------
 
     def _deliver(self, item, renderer, sink: VideoSink, labels: VideoLabelsWriter | None) -> None:
-        batch, window, cams, class_ids, probs, ids, top_probs, measured, repeat = item
+        batch, window, cams, class_ids, probs, ids, top_probs, measured, repeat, (stability, cuts) = item
         names = self.engine.classifier.class_names
         self.measured.update(measured)
         for i in range(len(batch)):
-            cid = int(class_ids[i])
+            cid, k, t = int(class_ids[i]), batch.index + i, batch.seconds(i)
+            self.temporal.add(k, t, int(ids[i, 0]), float(stability[i]), bool(cuts[i]))
             self.counts[names[cid]] += 1
             # A repeated frame with an unsmoothed map looks exactly like the one before it: drawn once.
             if not (repeat[i] and self.o.smooth == 0 and self.picture is not None):
@@ -427,8 +455,9 @@ class _VideoRun:
             if labels is not None:
                 preds = [{"class_id": int(c), "label": names[int(c)], "probability": round(float(p), 6)}
                          for c, p in zip(ids[i], top_probs[i])]
-                m = measured.get(batch.index + i)
-                labels.write(batch.index + i, batch.seconds(i), preds, m.as_dict() if m is not None else None)
+                m = measured.get(k)
+                labels.write(k, t, preds, m.as_dict() if m is not None else None, stability=float(stability[i]),
+                             cut=bool(cuts[i]))
         self.repeats += int(repeat.sum())
 
     def _sink(self, tmp: Path, output: Path, end: float) -> VideoSink:
@@ -479,10 +508,14 @@ class _VideoRun:
                     labels.summary(summary)
             seconds = time.perf_counter() - t0
         out_w = info.width * (2 if o.render.layout == "side-by-side" else 1)
+        duration = max(end, last / 1e9) - (first or 0.0)
+        temporal = self.temporal.summary(duration)
         return VideoSummary(
             input=str(info.path), output=str(output), frames=written, fps=info.fps, width=out_w + out_w % 2,
             height=info.height + info.height % 2, audio=self.audio.codec if self.audio else "none",
             labels_out=str(labels_out) if labels_out is not None else None, seconds=seconds,
             top_labels=self.counts.most_common(), source=info, metrics=summary, vfr=info.vfr, start=first or 0.0,
-            duration=max(end, last / 1e9) - (first or 0.0), repeats=self.repeats,
+            duration=duration, repeats=self.repeats, stability=temporal["stability"],
+            stability_min=temporal["stability_min"], label_flips=temporal["label_flips"],
+            flips_per_minute=temporal["flips_per_minute"], cuts=[(c["frame"], c["time"]) for c in temporal["cuts"]],
         )
