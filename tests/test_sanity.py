@@ -2,7 +2,8 @@
 
 - The engine agrees with tf-keras-vis (an independent implementation) on flat models, Grad-CAM exactly and
   Grad-CAM++ up to a documented convention; and with itself across batch sizes.
-- Model randomisation: re-initialising the top of the real default model changes Grad-CAM's maps.
+- Model randomisation: re-initialising the top of the real default model changes Grad-CAM's maps (and those of
+  XGrad-CAM, HiRes-CAM and CAM, the other methods that pass on this model).
 - Class sensitivity: on dog.jpg (a dog, a bicycle, a truck) the dog map and the bicycle/truck maps differ.
 - The metrics behave: a real map beats random maps and its own inverse.
 
@@ -163,6 +164,8 @@ def test_same_maps_whatever_the_batch_size_lite0(lite0_engine, photos, lite0):
 # -- Adebayo et al.: model randomisation and class sensitivity on the real default model --------------------
 
 TOP = ["predictions", "top_conv"]  # cascading from the output down
+# The methods that pass both checks on lite0 (README, "Which method?"; vidcam/cam/data/methods.json).
+PASSING = ("gradcam", "xgradcam", "hirescam", "cam")
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +199,7 @@ def _randomise(clf, trained, layers: list[str], seed: int) -> None:
 def randomised_correlations(fresh_lite0, lite0_engine, photos):
     """Spearman(trained map, randomised map) per (method, depth), over 4 seeds x 2 photos, same target class."""
     clf, trained = fresh_lite0
-    engines = {m: CamEngine(clf, method=m) for m in ("gradcam", "gradcam++")}
+    engines = {m: CamEngine(clf, method=m) for m in (*PASSING, "gradcam++")}
     trained_maps = {m: CamEngine(lite0_engine.classifier, method=m).run(photos) for m in engines}
     out = {}
     for depth in (1, 2):
@@ -210,9 +213,10 @@ def randomised_correlations(fresh_lite0, lite0_engine, photos):
     return out
 
 
+@pytest.mark.parametrize("method", PASSING)
 @pytest.mark.parametrize("depth", [1, 2], ids=["dense", "dense+top_conv"])
-def test_randomising_the_top_changes_gradcam(randomised_correlations, depth):
-    rho = randomised_correlations[("gradcam", depth)]
+def test_randomising_the_top_changes_gradcam(randomised_correlations, depth, method):
+    rho = randomised_correlations[(method, depth)]
     assert len(rho) == 8
     assert np.mean(rho) < 0.5, rho
 
@@ -229,12 +233,13 @@ def dog_maps(lite0, photos):
     """Maps of dog.jpg for the malamute (249), mountain bike (671) and pickup (717), per method."""
     classes = np.array([249, 671, 717])
     frames = np.repeat(photos[1:], 3, axis=0)
-    return {m: CamEngine(lite0, method=m).run(frames, classes).cams for m in ("gradcam", "gradcam++")}
+    return {m: CamEngine(lite0, method=m).run(frames, classes).cams for m in (*PASSING, "gradcam++")}
 
 
+@pytest.mark.parametrize("method", PASSING)
 @pytest.mark.parametrize("other", [1, 2], ids=["mountain bike", "pickup"])
-def test_gradcam_is_class_sensitive_on_dog(dog_maps, other):
-    cams = dog_maps["gradcam"]
+def test_gradcam_is_class_sensitive_on_dog(dog_maps, other, method):
+    cams = dog_maps[method]
     assert spearman(cams[0], cams[other]) < 0.5
 
 
