@@ -1,7 +1,11 @@
-"""Charts for training and evaluation, drawn with OpenCV (vidcam does not depend on matplotlib).
+"""Charts for training, evaluation and videos.
 
-Every function returns an RGB uint8 image; :func:`vidcam.media.outputs.write_image` writes it. Text is ASCII only
-(OpenCV's Hershey fonts have no other glyphs): anything else is shown as ``?``.
+Every function returns an RGB uint8 image; :func:`vidcam.media.outputs.write_image` writes it. The video timeline
+is drawn with matplotlib through its Agg canvas directly (``Figure`` + ``FigureCanvasAgg``, never ``pyplot``): no
+global figure registry that could leak figures between calls or threads, no backend chosen from the environment
+(a headless server has no display), and its text renders any Unicode class name with the DejaVu font that
+matplotlib ships. The training and evaluation charts are still drawn with OpenCV, whose Hershey fonts are ASCII
+only: anything else is shown there as ``?``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["line_chart", "curves_chart", "confusion_chart", "image_grid", "ascii_text"]
+__all__ = ["line_chart", "curves_chart", "confusion_chart", "image_grid", "ascii_text", "timeline_chart",
+           "CLASS_COLOURS"]
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
@@ -19,6 +24,9 @@ GREY = (200, 200, 200)
 DARK = (90, 90, 90)
 BLUE = (31, 119, 180)  # RGB: the first two colours of the usual categorical palette
 ORANGE = (255, 127, 14)
+# One colour per class on the video timeline (matplotlib's tab10, in order); classes beyond it are grey.
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+OTHER_COLOUR = "#9a9a9a"
 
 
 def _font() -> int:
@@ -253,3 +261,72 @@ def image_grid(
             _text(img, _fit_text(line, tile, 0.4), (x0, y0 + 14 + 16 * li), 0.4, BLACK)
         img[y0 + text_h : y0 + text_h + tile, x0 : x0 + tile] = _letterbox(picture, tile)
     return img
+
+
+def _agg_figure(width: int, height: int, dpi: int = 100):
+    """A matplotlib figure on its own Agg canvas (no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure_rgb(fig) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def _class_colour(timeline: dict) -> dict[int, str]:
+    return {c["id"]: c["colour"] for c in timeline["classes"]}
+
+
+def _band(ax, timeline: dict, t: np.ndarray, ends: np.ndarray) -> None:
+    """The shown top-1 as a band of coloured runs, with the label changes as ticks under it."""
+    colour, shown = _class_colour(timeline), timeline["shown"]
+    start = 0
+    for i in range(1, len(shown) + 1):
+        if i == len(shown) or shown[i] != shown[start]:
+            ax.axvspan(t[start], ends[i - 1], color=colour.get(shown[start], OTHER_COLOUR), lw=0)
+            start = i
+    ax.set_yticks([])
+    ax.set_ylabel("top-1", rotation=0, ha="right", va="center")
+
+
+def timeline_chart(timeline: dict, *, size: tuple[int, int] = (1200, 560)) -> np.ndarray:
+    """A video's timeline: the shown top-1 as a band, the top classes' probabilities over time (one point per frame
+    at its real time, coloured by its top-1), the cuts as dashed lines, the map stability below.
+
+    Args:
+        timeline: the timeline data (see :mod:`vidcam.media.report`: ``t``, ``shown``, ``p``, ``stability``,
+            ``classes``, ``series``, ``cuts``, ``duration``, ``title``).
+        size: (width, height) in pixels.
+    """
+    fig = _agg_figure(*size)
+    band, probs, stab = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [0.35, 3, 1.2]})
+    t = np.asarray(timeline["t"], np.float64)
+    duration = max(float(timeline["duration"]), float(t[-1]) if len(t) else 0.0)
+    ends = np.append(t[1:], duration) if len(t) else t
+    colour = _class_colour(timeline)
+    _band(band, timeline, t, ends)
+    for c in timeline["classes"]:
+        values = np.array([np.nan if v is None else v for v in timeline["series"][str(c["id"])]], np.float64)
+        probs.plot(t, values, color=c["colour"], lw=1.2, label=c["name"])
+    probs.scatter(t, timeline["p"], s=6, zorder=3, c=[colour.get(k, OTHER_COLOUR) for k in timeline["shown"]])
+    probs.set_ylim(0, 1.02)
+    probs.set_ylabel("probability")
+    if timeline["classes"]:
+        probs.legend(loc="upper right", fontsize=8, ncol=min(3, len(timeline["classes"])), framealpha=0.8)
+    stability = np.array([np.nan if v is None else v for v in timeline["stability"]], np.float64)
+    stab.plot(t, stability, color="#444444", lw=1)
+    stab.set_ylim(min(0.0, float(np.nanmin(stability))) if np.isfinite(stability).any() else 0.0, 1.05)
+    stab.set_ylabel("map stability")
+    stab.set_xlabel("time (s)")
+    stab.set_xlim(0, duration if duration > 0 else 1.0)
+    for k in timeline["cuts"]:
+        for ax in (band, probs, stab):
+            ax.axvline(t[k], color="black", ls="--", lw=0.8)
+    band.set_title(timeline.get("title", ""), fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.09, hspace=0.12)
+    return _figure_rgb(fig)
