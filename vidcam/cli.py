@@ -377,6 +377,9 @@ LabelsOutOpt = Annotated[Path | None, typer.Option(
 LabelsFormatOpt = Annotated[LabelsFormat | None, typer.Option(
     "--labels", metavar="FORMAT",
     help="csv or jsonl: per-frame labels beside each output video, <stem>_heatmap_labels.csv.")]
+ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", metavar="PAGE.html", help="Also write a report page (the video above its timeline, thumbnails at "
+    "the label changes; self-contained) and its timeline as PAGE.png.")]
 CrfOpt = Annotated[int, typer.Option("--crf", min=0, max=51, help="x264 quality: lower is better (18-23 typical).")]
 PresetOpt = Annotated[Preset, typer.Option(
     "--preset", metavar="PRESET", help=f"x264 preset: {_listed(PRESETS)}.")]
@@ -936,9 +939,12 @@ def _show_video(s) -> None:
     _describe_metrics(s.metrics)
     if s.labels_out:
         _say(f"  labels -> {s.labels_out}")
+    if s.report:
+        _say(f"  report -> {s.report} (timeline: {Path(s.report).with_suffix('.png')})")
 
 
-def _one_video(job: _VideoJob, src: Path, output: Path | None, labels_out: Path | None) -> None:
+def _one_video(job: _VideoJob, src: Path, output: Path | None, labels_out: Path | None,
+               report: Path | None = None) -> None:
     """One video in this process: a progress bar, then the summary (or its JSON, or just the output path)."""
     from vidcam.jobs.video import process_video
 
@@ -947,7 +953,7 @@ def _one_video(job: _VideoJob, src: Path, output: Path | None, labels_out: Path 
     bar = _Bar(src.name, job.quiet or job.json_out)
     try:
         s = process_video(src, output, model=job.spec, options=job.options, labels_out=labels_out,
-                          ffmpeg=job.ffmpeg, progress=bar)
+                          ffmpeg=job.ffmpeg, progress=bar, report=report)
     finally:
         bar.close()
     _warn_damaged(s)
@@ -1080,6 +1086,7 @@ def video_cmd(
     retries: RetriesOpt = None,
     metrics: MetricsOpt = False,
     metrics_every: MetricsEveryOpt = _VIDEO.metrics_every,
+    report: ReportOpt = None,
 ) -> None:
     """Make a Grad-CAM heatmap video: every frame at its own time, same orientation and audio.
 
@@ -1100,13 +1107,16 @@ def video_cmd(
     # A trailing slash says "a folder" even for one input (Path() would drop it).
     files, many = _video_inputs(inputs, output, as_folder=bool(output_arg) and output_arg.endswith(("/", os.sep)))
     if many or engine.value != "local" or labels_format is not None or retries:
+        if report is not None:
+            raise _usage_error("--report is for one video run here (not with many inputs, --engine ray, --labels or "
+                               "--retries)")
         if labels_out is not None and many:
             raise _usage_error("--labels-out names one file; with many inputs use --labels csv|jsonl (one file per "
                                "video)")
         executor = executor_for(engine.value, address=address, retries=retries)
         _many_videos(job, files, output, many, executor, (_value(labels_format), labels_out))
         return
-    _one_video(job, files[0], output, labels_out)
+    _one_video(job, files[0], output, labels_out, report)
 
 
 # -- frame folders -----------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from vidcam.cam.spec import ModelLike, build_engine
 from vidcam.errors import UsageError
 from vidcam.jobs.labels import VideoLabelsWriter, label_kind
 from vidcam.jobs.pipeline import Pipeline
+from vidcam.jobs.report import TimelineRecorder, report_paths
 from vidcam.jobs.temporal import TemporalStats, map_stability
 from vidcam.media.ffmpeg_cmd import AudioPlan, EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
 from vidcam.media.outputs import atomic_output, check_output
@@ -193,6 +194,7 @@ class VideoSummary:
         flips_per_minute: ``label_flips`` per minute of video time (``duration``).
         cuts: ``(frame, time)`` of each frame that starts a new shot (:class:`vidcam.media.shots.CutDetector`);
             ``smooth`` starts again there.
+        report: the HTML report written (its timeline PNG beside it), if any.
     """
 
     input: str
@@ -216,6 +218,7 @@ class VideoSummary:
     label_flips: int = 0
     flips_per_minute: float = 0.0
     cuts: list[tuple[int, float]] = field(default_factory=list)
+    report: str | None = None
 
     @property
     def frames_per_second(self) -> float:
@@ -232,6 +235,7 @@ class VideoSummary:
             "top_labels": [{"label": k, "frames": v} for k, v in self.top_labels],
             "stability": self.stability, "stability_min": self.stability_min, "label_flips": self.label_flips,
             "flips_per_minute": self.flips_per_minute, "cuts": [{"frame": i, "time": t} for i, t in self.cuts],
+            "report": self.report,
             **({"metrics": self.metrics} if self.metrics is not None else {}),
         }
 
@@ -272,6 +276,16 @@ def smooth_maps(cams: np.ndarray, factor: float, state: np.ndarray | None = None
     return out, state
 
 
+def report_summary(s: VideoSummary) -> str:
+    """The report page's line under its title: frames, length, stability, flips, cuts."""
+    parts = [f"{s.frames} frames, {s.duration:.2f} s"]
+    if s.stability is not None:
+        parts.append(f"map stability {s.stability:.2f} (min {s.stability_min:.2f})")
+    parts.append(f"{s.label_flips} label flip{'s' if s.label_flips != 1 else ''} ({s.flips_per_minute:.1f} a minute)")
+    parts.append(f"{len(s.cuts)} cut{'s' if len(s.cuts) != 1 else ''}")
+    return "; ".join(parts)
+
+
 def default_output(input_path: str | Path) -> Path:
     """``<stem>_heatmap.mp4`` in the current folder."""
     return Path(f"{Path(input_path).stem}_heatmap.mp4")
@@ -286,6 +300,7 @@ def process_video(
     labels_out: str | Path | None = None,
     ffmpeg: str | None = None,
     progress: ProgressCallback | None = None,
+    report: str | Path | None = None,
 ) -> VideoSummary:
     """Make the heatmap video of a video, streaming (memory does not grow with the video's length).
 
@@ -299,6 +314,9 @@ def process_video(
             ``time`` (seconds from the file's start, minus ``start``).
         ffmpeg: ffmpeg binary (default ``$VIDCAM_FFMPEG`` or imageio-ffmpeg's).
         progress: called as ``progress(frames_done, frames_total_estimate)`` from the calling thread.
+        report: write a report page here (``.html``, self-contained: the video in a player above its timeline,
+            thumbnails at the label changes; the video referenced by its path relative to the page) and the
+            timeline as a PNG beside it (``report.html`` -> ``report.png``).
 
     Returns:
         A :class:`VideoSummary`.
@@ -327,13 +345,19 @@ def process_video(
     check_output(output, overwrite=o.overwrite, inputs=(input,))
     if labels_out is not None:
         check_output(labels_out, overwrite=o.overwrite, inputs=(input, output))
+    pages = report_paths(report) if report is not None else ()
+    for page in pages:
+        check_output(page, overwrite=o.overwrite, inputs=(input, output, *([labels_out] if labels_out else [])))
     engine = build_engine(model)
     clf = engine.classifier
     if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
         raise UsageError(f"class {o.class_index} is out of range: the model has {clf.num_classes} classes "
                          f"(0..{clf.num_classes - 1})")
     run = _VideoRun(info, engine, o, exe, total)
-    return run.run(output, Path(labels_out) if labels_out is not None else None, kind, progress)
+    if pages:
+        run.timeline = TimelineRecorder(clf.class_names, o.top_k)
+    return run.run(output, Path(labels_out) if labels_out is not None else None, kind, progress,
+                   pages[0] if pages else None)
 
 
 def planned_end(info: VideoInfo, start: float | None, duration: float | None) -> float:
@@ -378,6 +402,7 @@ class _VideoRun:
         self.cut_detector = CutDetector()
         self.drawn: np.ndarray | None = None  # the previous frame's map as drawn (for map stability)
         self.temporal = TemporalStats()
+        self.timeline: TimelineRecorder | None = None  # set for a report
         frame_bytes = info.width * info.height * 3
         self.depth = max(1, min(3, _QUEUE_BYTES // max(1, frame_bytes * o.batch_size)))
 
@@ -446,12 +471,16 @@ class _VideoRun:
         for i in range(len(batch)):
             cid, k, t = int(class_ids[i]), batch.index + i, batch.seconds(i)
             self.temporal.add(k, t, int(ids[i, 0]), float(stability[i]), bool(cuts[i]))
+            record = self.timeline is not None and self.timeline.add(
+                k, t, (cid, float(probs[i, cid])), (ids[i], top_probs[i]), float(stability[i]), bool(cuts[i]))
             self.counts[names[cid]] += 1
             # A repeated frame with an unsmoothed map looks exactly like the one before it: drawn once.
             if not (repeat[i] and self.o.smooth == 0 and self.picture is not None):
                 label = format_label(names[cid], float(probs[i, cid]))
                 self.picture = renderer(batch.pixels[i], cams[i], label, window)
             sink.write(self.picture, batch.nanoseconds(i))
+            if record:
+                self.timeline.thumbnail(k, t, self.picture)
             if labels is not None:
                 preds = [{"class_id": int(c), "label": names[int(c)], "probability": round(float(p), 6)}
                          for c, p in zip(ids[i], top_probs[i])]
@@ -469,7 +498,8 @@ class _VideoRun:
         return VideoSink(lambda first: encode_args(self.exe, tmp, target, first_pts=first, encode=o.encode,
                                                    audio=self.audio), what=f"ffmpeg (encoding {output})")
 
-    def run(self, output: Path, labels_out: Path | None, kind: str | None, progress) -> VideoSummary:
+    def run(self, output: Path, labels_out: Path | None, kind: str | None, progress,
+            report: Path | None = None) -> VideoSummary:
         info, o = self.info, self.o
         end = planned_end(info, o.start, o.duration)
         renderer = o.render.renderer()
@@ -510,7 +540,7 @@ class _VideoRun:
         out_w = info.width * (2 if o.render.layout == "side-by-side" else 1)
         duration = max(end, last / 1e9) - (first or 0.0)
         temporal = self.temporal.summary(duration)
-        return VideoSummary(
+        done = VideoSummary(
             input=str(info.path), output=str(output), frames=written, fps=info.fps, width=out_w + out_w % 2,
             height=info.height + info.height % 2, audio=self.audio.codec if self.audio else "none",
             labels_out=str(labels_out) if labels_out is not None else None, seconds=seconds,
@@ -519,3 +549,8 @@ class _VideoRun:
             stability_min=temporal["stability_min"], label_flips=temporal["label_flips"],
             flips_per_minute=temporal["flips_per_minute"], cuts=[(c["frame"], c["time"]) for c in temporal["cuts"]],
         )
+        if report is not None and self.timeline is not None:
+            # After the video is in place: a page never points at a video that is not there.
+            self.timeline.write(report, output, (info.path.name, duration, report_summary(done)), overwrite=o.overwrite)
+            done.report, done.seconds = str(report), time.perf_counter() - t0
+        return done
