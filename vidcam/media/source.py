@@ -74,6 +74,7 @@ class VideoSource:
         self.info, self.batch_size = info, batch_size
         self._times: queue.Queue = queue.Queue()
         self._last = -1
+        self._tb: Fraction | None = None
         self.decoder = FFmpegProcess(
             decode_args(exe, info.path, start=start, duration=duration, filters=decode_filters(info)),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, what=f"ffmpeg (decoding {info.path})",
@@ -88,8 +89,8 @@ class VideoSource:
         ticks = int(pts)
         if ticks < -(2**62):  # no timestamp at all (ffmpeg fills them in; kept in order if it ever does not)
             ticks = self._last + 1
-        self._last = ticks
-        self._times.put((ticks, Fraction(int(num), int(den))))
+        self._last, self._tb = ticks, Fraction(int(num), int(den))
+        self._times.put((ticks, self._tb))
         return True
 
     def _time_of(self, index: int) -> tuple[int, Fraction]:
@@ -98,9 +99,19 @@ class VideoSource:
             try:
                 return self._times.get(timeout=0.5)
             except queue.Empty:
-                if not self.decoder.draining():
-                    raise FFmpegError(f"ffmpeg (decoding {self.info.path}) gave no timestamp for frame {index}"
-                                      ) from None
+                if self.decoder.draining():
+                    continue
+            # stderr is closed: every line it had is in the queue now (it may have arrived just after the wait).
+            try:
+                return self._times.get_nowait()
+            except queue.Empty:
+                pass
+            if self._tb is None:
+                raise FFmpegError(f"ffmpeg (decoding {self.info.path}) gave no timestamp for frame {index}")
+            # A damaged file's last frames can come without one: one typical frame period after the previous.
+            step = max(1, round(self.info.duration / max(1, self.info.frames) / self._tb))
+            self._last += step
+            return self._last, self._tb
 
     def __iter__(self) -> Iterator[FrameBatch]:
         info, b = self.info, self.batch_size
