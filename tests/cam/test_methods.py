@@ -500,6 +500,41 @@ def test_every_method_on_a_saved_nested_model_and_through_vidcam_image(transfer_
     assert (tmp_path / "out" / "in_output.jpg").is_file()
 
 
+@pytest.fixture(scope="module")
+def job_inputs(tmp_path_factory):
+    """A 6-frame clip and a folder of 2 frames, made by ffmpeg, for every method's run through the jobs."""
+    from clips import make_clip, run
+
+    d = tmp_path_factory.mktemp("jobs")
+    clip = make_clip(d / "clip.mp4", rate="25", size="64x48", seconds=0.24, audio=None)
+    frames = d / "frames"
+    frames.mkdir()
+    run("-i", clip, "-frames:v", "2", frames / "f%d.png")
+    return clip, frames
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_through_the_video_frames_and_compare_jobs(transfer_keras, job_inputs, method, tmp_path):
+    """The jobs take any registered method: the video, frame-folder and compare jobs on the nested .keras model."""
+    from clips import decoded_frames
+
+    from vidcam.cam.spec import ModelSpec
+    from vidcam.jobs.compare import CompareOptions, compare_methods
+    from vidcam.jobs.frames import label_frames
+    from vidcam.jobs.video import process_video
+
+    clip, frames = job_inputs
+    spec = ModelSpec(str(transfer_keras), method=method)
+    engine = spec.build()  # built once for the three jobs, as a user of the library would
+    s = process_video(clip, tmp_path / "v.mp4", model=engine)
+    assert s.frames == decoded_frames(tmp_path / "v.mp4") == 6
+    f = label_frames(frames, tmp_path / "res", model=engine)
+    assert f.processed == 2 and not f.failed and len(list((tmp_path / "res").glob("result_*.jpg"))) == 2
+    (r,) = compare_methods([frames / "f1.png"], tmp_path / "cmp", model=spec, options=CompareOptions(
+        methods=[method], steps=2))
+    assert r.error is None and list(r.metrics) == [method] and (tmp_path / "cmp" / "f1_compare.jpg").is_file()
+
+
 # -- the measured table (scripts/sanity_report.py) ------------------------------------------------------------
 
 
