@@ -34,6 +34,7 @@ nothing under the final name and kills both ffmpeg children.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -53,6 +54,7 @@ from vidcam.jobs.pipeline import Pipeline
 from vidcam.jobs.report import TimelineRecorder, report_paths
 from vidcam.jobs.temporal import TemporalStats, map_stability
 from vidcam.media.ffmpeg_cmd import AudioPlan, EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
+from vidcam.media.images import check_decoded_size
 from vidcam.media.outputs import atomic_output, check_output
 from vidcam.media.probe import VideoInfo, probe
 from vidcam.media.render import RenderOptions, format_label, shrink_to_model
@@ -339,6 +341,10 @@ def process_video(
     kind = label_kind(labels_out, ("csv", "jsonl")) if labels_out is not None else None
     exe = ffmpeg_exe(ffmpeg)
     info = probe(input, ffmpeg=exe)
+    check_decoded_size(f"the video in {input}", info.width, info.height)  # before any frame is decoded
+    frame_bytes = info.width * info.height * 3
+    if frame_bytes * o.batch_size > _QUEUE_BYTES:  # huge frames: smaller batches keep memory bounded (same maps)
+        o = dataclasses.replace(o, batch_size=max(1, _QUEUE_BYTES // frame_bytes))
     total = info.frames_between(o.start, o.duration)
     if o.start and total == 0:
         raise UsageError(f"start {o.start:g} s is at or after the end of {input} ({info.end:.3f} s)")

@@ -16,7 +16,8 @@ import numpy as np
 
 from vidcam.errors import InputError
 
-__all__ = ["read_image", "fit_to_model", "fit_batch", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"]
+__all__ = ["read_image", "fit_to_model", "fit_batch", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "check_decoded_size",
+           "decoded_budget"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_IMAGE_PIXELS = 200_000_000  # a 14142 x 14142 image: beyond that a "photo" is a decompression bomb
@@ -27,23 +28,66 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+_ROWS = 512  # conversion works on this many rows at a time, so its temporaries stay small whatever the size
+
+
+def _to_8bit(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    out = np.empty(img.shape, np.uint8)
+    if img.dtype == np.uint16:
+        for y in range(0, img.shape[0], _ROWS):
+            np.right_shift(img[y : y + _ROWS], 8, out=out[y : y + _ROWS], casting="unsafe")
+        return out
+    lo, hi = float(np.min(img)), float(np.max(img))
+    for y in range(0, img.shape[0], _ROWS):
+        out[y : y + _ROWS] = ((img[y : y + _ROWS] - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
+    return out
+
+
+def _on_white(bgra: np.ndarray) -> np.ndarray:
+    """Composite 8-bit BGRA on white, in integers and a band of rows at a time (no full-size float copies)."""
+    out = np.empty((*bgra.shape[:2], 3), np.uint8)
+    for y in range(0, bgra.shape[0], _ROWS):
+        band = bgra[y : y + _ROWS].astype(np.uint16)
+        a = band[..., 3:4]
+        out[y : y + _ROWS] = (band[..., :3] * a + 255 * (255 - a) + 127) // 255
+    return out
+
+
 def _to_rgb8(img: np.ndarray) -> np.ndarray:
     import cv2
 
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        lo, hi = float(np.min(img)), float(np.max(img))
-        img = ((img - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
+    img = _to_8bit(img)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.shape[2] == 4:
-        alpha = img[..., 3:4].astype(np.float32) / 255.0
-        bgr = img[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        return cv2.cvtColor(bgr.round().astype(np.uint8), cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(_on_white(img), cv2.COLOR_BGR2RGB)
     if img.shape[2] == 1:
         return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2RGB)
     return cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+
+
+def decoded_budget() -> int:
+    """Bytes one decoded image or video frame may take (``$VIDCAM_MAX_DECODED_BYTES``, default 1 GiB: an 8K
+    RGB video frame is 100 MB, a 200-megapixel RGB photo 600 MB)."""
+    try:
+        return int(os.environ.get("VIDCAM_MAX_DECODED_BYTES", "") or 1 << 30)
+    except ValueError:
+        return 1 << 30
+
+
+def check_decoded_size(what: str, width: int, height: int, channels: int = 3, bytes_per_sample: int = 1) -> None:
+    """Refuse, before anything is decoded, a picture whose decoded pixels would exceed :func:`decoded_budget`.
+
+    Raises:
+        InputError: naming the size, the bytes it needs and the budget.
+    """
+    need, budget = width * height * channels * bytes_per_sample, decoded_budget()
+    if need > budget:
+        raise InputError(f"{what} is {width}x{height} ({channels} channels of {8 * bytes_per_sample} bits): "
+                         f"{need / 2**20:,.0f} MB decoded, more than vidcam's budget of {budget / 2**20:,.0f} MB "
+                         "(set VIDCAM_MAX_DECODED_BYTES to allow more)")
 
 
 def _clean_png(data: bytes) -> bytes | None:
@@ -103,6 +147,9 @@ def read_image(path: str | Path) -> np.ndarray:
         width, height = struct.unpack(">II", png[16:24])
         if width * height > MAX_IMAGE_PIXELS:  # refused before anything is allocated
             raise InputError(f"{path} claims {width}x{height} pixels, more than vidcam accepts ({MAX_IMAGE_PIXELS:,})")
+        depth, colour = png[24], png[25]  # palette images decode to 3 channels, gray+alpha to 4
+        channels = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}.get(colour, 4)
+        check_decoded_size(str(path), width, height, channels, 2 if depth == 16 else 1)
         data = np.frombuffer(png, np.uint8)
     try:
         if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:
