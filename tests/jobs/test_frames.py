@@ -185,3 +185,19 @@ def test_frames_resume_after_kill_9(tiny_keras, tmp_path):
     assert all(cv2.imread(str(p)) is not None for p in sorted(out.glob("result_*.jpg"))[::37])
     assert np.all([json.loads(line)["file"] for line in journal.read_text().splitlines()]
                   == np.array([r["file"] for r in rows]))
+
+
+def test_a_resume_removes_what_a_killed_run_left_half_written(engine, tmp_path):
+    """kill -9 can leave a run's temporary files (it cannot clean up); the next run, holding the folder's lock,
+    removes vidcam's own and leaves everything else."""
+    src = extract(tmp_path, 2)
+    out = tmp_path / "res"
+    out.mkdir()
+    leftovers = [".result_0001.0123abcd.part.jpg", ".labels.89abcdef.part.csv", "..vidcam-frames.00ff00ff.part.jsonl"]
+    for name in leftovers:
+        (out / name).write_bytes(b"half")
+    (out / ".mine.part.txt").write_text("not vidcam's")
+    s = label_frames(src, out, model=engine)
+    assert s.processed == 2
+    assert not [name for name in leftovers if (out / name).exists()]
+    assert (out / ".mine.part.txt").read_text() == "not vidcam's"

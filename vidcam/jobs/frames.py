@@ -23,6 +23,7 @@ recorded in ``OUTDIR/.vidcam-frames-outputs.json``): running the same command ag
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -561,6 +562,7 @@ def label_frames(
         check_output(p, overwrite=may)
     ensure_dir(out)
     with _FolderLock(out):  # before the model loads: a second run into the folder stops at once
+        _remove_leftovers(out)
         exe = ffmpeg_exe(ffmpeg) if o.to_video is not None else None
         local = executor.name == "local"
         spec = None if local else portable_spec(model)
@@ -579,6 +581,20 @@ def label_frames(
             run.journal.close(failing=True)
             raise
         return run.finish(run.journal.close(), exe, time.perf_counter() - t0)
+
+
+# The temporary names atomic_output gives this folder's files: .result_0001.1a2b3c4d.part.jpg, ...
+_LEFTOVER = re.compile(r"^\.(result_\d+|labels|\.vidcam-frames)\.[0-9a-f]{8}\.part\.[A-Za-z0-9]+$")
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Delete the temporary files a run killed with ``kill -9`` left in the results folder (the folder is locked,
+    so no other run is writing them); anything else in the folder is left alone."""
+    for p in out.iterdir():
+        if _LEFTOVER.match(p.name):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
 
 class _FramesRun:
     """The driver's side of one run: the plan, the journal, the skipped frames, the outputs at the end."""
