@@ -66,6 +66,21 @@ def tiny_flat():
 
 
 @pytest.fixture(scope="session")
+def tiny_flatten():
+    """A flat CNN whose head is Flatten + Dense (logits), so the gradients vary over the feature map."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((32, 32, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    out = layers.Dense(3, name="logits")(layers.Flatten()(x))
+    return keras.Model(inp, out, name="tiny_flatten")
+
+
+@pytest.fixture(scope="session")
 def tiny_nested():
     """The book's transfer-model shape: a base model used as one layer, then GAP, Dense, Dropout, Dense(softmax)."""
     import keras

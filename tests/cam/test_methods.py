@@ -21,21 +21,6 @@ LATER = ("scorecam-fast", "ablationcam", "cam")
 NOT_ON_TINY_NESTED = {"cam"}  # its head has a hidden Dense layer: CAM refuses it (tested below)
 
 
-@pytest.fixture(scope="module")
-def tiny_flatten():
-    """A flat CNN whose head is Flatten + Dense (logits), so the gradients vary over the feature map."""
-    import keras
-    from keras import layers
-
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((32, 32, 3))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
-    out = layers.Dense(3, name="logits")(layers.Flatten()(x))
-    return keras.Model(inp, out, name="tiny_flatten")
-
-
 def _activations_and_grads(model, frames: np.ndarray, class_ids, nested: bool) -> tuple[np.ndarray, np.ndarray]:
     """(A, G) at conv2 for the given classes, float64, by a route independent of the engine's hooks."""
     import keras

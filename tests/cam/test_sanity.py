@@ -40,21 +40,6 @@ def photos(lite0):
     return np.stack([fit_to_model(read_image(p), lite0.input_size, "crop")[0] for p in (CHELSEA, DOG)])
 
 
-@pytest.fixture(scope="module")
-def tiny_flatten():
-    """A flat CNN whose head is Flatten + Dense (logits), so gradients vary over the feature map."""
-    import keras
-    from keras import layers
-
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((32, 32, 3))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
-    out = layers.Dense(3, name="logits")(layers.Flatten()(x))
-    return keras.Model(inp, out, name="tiny_flatten")
-
-
 def _max_normalise(cams: np.ndarray) -> np.ndarray:
     cams = np.maximum(np.asarray(cams, np.float32), 0)
     return cams / (cams.reshape(len(cams), -1).max(axis=1)[:, None, None] + 1e-7)
