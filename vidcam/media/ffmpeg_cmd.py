@@ -100,9 +100,6 @@ def _cmd(exe: str, stream, loglevel: str = "error", *, overwrite: bool = False) 
     return [exe, *_GLOBAL, *(["-y"] if overwrite else []), "-loglevel", loglevel, *stream.get_args()]
 
 
-def _fraction(rate: Fraction) -> str:
-    return f"{rate.numerator}/{rate.denominator}"
-
 
 def probe_args(exe: str, path: str | os.PathLike) -> list[str]:
     """One pass that (a) dumps the input's streams on stderr, (b) lists every video and audio packet's timestamps on

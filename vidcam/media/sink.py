@@ -32,7 +32,6 @@ class VideoSink:
         self.encoder: FFmpegProcess | None = None
         self._first_ns = 0
         self._pending: tuple[int, np.ndarray] | None = None
-        self.frames = 0
 
     def _start(self, pts_ns: int, width: int, height: int) -> None:
         self._first_ns = pts_ns
@@ -51,7 +50,6 @@ class VideoSink:
         pts_ns, yuv = self._pending
         self._send(mkv.frame_cluster(pts_ns - self._first_ns, next_ns - pts_ns, yuv.nbytes))
         self._send(yuv)
-        self.frames += 1
 
     def write(self, rgb: np.ndarray, pts_ns: int) -> None:
         """Queue one RGB frame shown from ``pts_ns`` (nanoseconds, increasing) until the next frame's time."""
