@@ -312,12 +312,64 @@ def test_evaluate_writes_the_report(trained, data_dir, tmp_path):
     for name in images:
         png = cv2.imread(str(report / name))
         assert png is not None and png.shape[0] > 100
+    # The least confident and the confidently wrong grids show each image beside its heatmap for the class:
+    # cells twice as wide, and the heat's saturated colours (the pictures themselves are a disc or a square).
+    for key in ("most_confident", "least_confident", "confidently_wrong"):
+        assert m["grids"]["dog"][key]["heatmaps"] == (key != "most_confident")
+    plain = cv2.imread(str(report / m["grids"]["dog"]["most_confident"]["image"]))
+    heat = cv2.imread(str(report / m["grids"]["dog"]["confidently_wrong"]["image"]))
+    assert heat.shape[1] > 1.8 * plain.shape[1]
+    assert f'src="{m["grids"]["dog"]["confidently_wrong"]["image"]}"' in page and "beside its heatmap" in page
     assert not list(tmp_path.glob(".*part*"))
     # A second run refuses to write into the filled folder unless told to.
     r = invoke("evaluate", result.path, data_dir, "-o", report)
     assert "--overwrite" in one_line_error(r, 1)
     r = invoke("evaluate", result.path, data_dir, "-o", report, "--overwrite", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["images"] == 26
+
+
+def test_unicode_class_names_in_the_curves_grids_confusion_matrix_and_banner(tmp_path):
+    """A training run with class folders ``Kätzchen`` and ``café``: their names are drawn as written in the
+    training curves, the evaluation's confusion matrix and grids, and the video banner of the trained model
+    (each found in the pictures' pixels, where OpenCV's fonts drew ``?``)."""
+    from textmatch import text_score
+
+    from vidcam.jobs.evaluate import evaluate_classifier
+    from vidcam.jobs.train import train_classifier
+    from vidcam.media.render import label_size
+    from vidcam.media.text import text_mask
+
+    rng = np.random.default_rng(11)
+    for cls, name in (("cat", "Kätzchen"), ("dog", "café")):
+        write_class(tmp_path / "data" / name, cls, 8, rng)
+    result = train_classifier(tmp_path / "data", tmp_path / "m.keras", options=TrainOptions(
+        img_size=32, epochs=1, batch_size=8, val_split=0.25))
+    assert result.class_names == ["Kätzchen", "café"]
+    curves = cv2.imread(str(result.curves))[..., ::-1]
+    assert text_score(curves, "Kätzchen, café", 11) > 0.95 > 0.9 > text_score(curves, "K?tzchen, caf?", 11)
+    r = evaluate_classifier(result.path, tmp_path / "data", tmp_path / "report")
+    cm = cv2.imread(str(tmp_path / "report" / "confusion_matrix.png"))[..., ::-1]
+    for name, ascii_ in (("Kätzchen", "K?tzchen"), ("café", "caf?")):
+        assert text_score(cm, name, 10) > 0.95 > 0.9 > text_score(cm, ascii_, 10)
+    for name, files in r.metrics["grids"].items():
+        for key, grid in files.items():
+            png = cv2.imread(str(tmp_path / "report" / grid["image"]))[..., ::-1]
+            assert text_score(png, f"{name}:", 12) > 0.95, (name, key)  # the title starts with the class
+    # The video banner of that model: the name's glyphs (FreeType's own mask) are found in the decoded frame.
+    clip = _clip(tmp_path / "clip.mp4", [cv2.resize(picture("cat", rng), (640, 480))] * 4)
+    run = invoke("video", clip, "--model", result.path, "-o", tmp_path / "out.mp4", "--class", 0, "--quiet")
+    assert run.exit_code == 0, run.output
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    banner = frame[:80, :400].mean(axis=2).astype(np.float32)
+
+    def found(text: str) -> float:
+        return float(cv2.matchTemplate(banner, text_mask(text, label_size(640, 480)).astype(np.float32),
+                                       cv2.TM_CCOEFF_NORMED).max())
+
+    assert found("Kätzchen") > 0.9 and found("Kätzchen") > found("K?tzchen") + 0.1
 
 
 def test_evaluate_rejects_folders_that_are_not_model_classes(trained, tmp_path):
@@ -427,17 +479,6 @@ def test_multilabel_head_has_one_sigmoid_per_class():
     model, base = _build("efficientnet_lite0", 32, 3, "multilabel")
     assert model.outputs[0].shape[-1] == 3 and model.layers[-1].activation.__name__ == "sigmoid"
     assert base.trainable is False
-
-
-def test_charts_draw_single_epochs_and_nan():
-    from vidcam.media.charts import confusion_chart, curves_chart, image_grid
-
-    img = curves_chart({"loss": [0.5], "val_loss": [float("nan")], "accuracy": [0.5], "val_accuracy": [0.7]})
-    assert img.shape == (420, 1280, 3) and img.dtype == np.uint8
-    cm = confusion_chart(np.array([[3, 1, 0], [0, 4, 0], [1, 0, 2]]), ["a", "b", "c\u00e9"])
-    assert cm.ndim == 3 and cm.shape[0] > 100
-    empty = image_grid([], title="nothing")
-    assert empty.shape[1] == image_grid([(np.zeros((10, 20, 3), np.uint8), ["x", "y"])], title="t").shape[1]
 
 
 def test_evaluate_refuses_a_report_inside_the_data(trained, data_dir):

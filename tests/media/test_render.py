@@ -76,9 +76,43 @@ def test_label_banner_draws_text(frame):
     np.testing.assert_array_equal(out[60:, :], frame[60:, :])  # only the banner area changes
 
 
-def test_format_label():
+def test_format_label_keeps_any_name():
     assert format_label("tiger cat", 0.3864) == "tiger cat 38.6%"
-    assert format_label("chat \u00e9", 1.0) == "chat ? 100.0%"
+    assert format_label("chat \u00e9", 1.0) == "chat \u00e9 100.0%"
+
+
+@pytest.mark.parametrize("name, ascii_", [("Kätzchen", "K?tzchen"), ("café", "caf?"), ("Σκύλος", "??????"),
+                                          ("Кошка", "?????")])
+def test_banner_draws_unicode_names_with_a_real_font(name, ascii_):
+    """The banner draws the name's own glyphs (not OpenCV's ``?``): the text's pixels are bright where the
+    font's glyphs are, and differ from the ``?`` rendering."""
+    import cv2
+
+    from vidcam.media.render import label_size
+    from vidcam.media.text import text_mask
+
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    out, asc = draw_label(frame, f"{name} 38.6%"), draw_label(frame, f"{ascii_} 38.6%")
+    assert not np.array_equal(out, asc)
+    banner = out[:60, :400].mean(axis=2).astype(np.float32)
+    assert banner.max() == 255 and (banner == 30).sum() > 1000  # white text on the bar darkened to 30%
+    assert np.array_equal(out[60:], frame[60:])
+
+    def found(text: str) -> float:  # the text's FreeType mask, found in the banner: 1 where exactly it is drawn
+        mask = text_mask(text, label_size(640, 480)).astype(np.float32)
+        return float(cv2.matchTemplate(banner, mask, cv2.TM_CCOEFF_NORMED).max())
+
+    assert (np.asarray(text_mask(name, label_size(640, 480))) > 128).sum() > 30  # the glyph area is not empty
+    assert found(name) > 0.99 and found(ascii_) < 0.9
+
+
+def test_banner_text_is_rendered_once_per_label():
+    from vidcam.media.text import text_mask
+
+    assert text_mask("Kätzchen 50.0%", 20) is text_mask("Kätzchen 50.0%", 20)
+    assert not text_mask("Kätzchen 50.0%", 20).flags.writeable
+    frame = np.zeros((8, 12, 3), np.uint8)  # a banner larger than the frame is clipped to it
+    assert draw_label(frame, "Kätzchen 50.0%").shape == (8, 12, 3)
 
 
 def test_bad_layout_and_alpha(frame):

@@ -71,23 +71,19 @@ def _metrics_line(m: CamMetrics) -> str:
 
 
 def _title_strip(width: int, lines: Sequence[str], height: int) -> np.ndarray:
-    """A dark strip with centred white lines of text, shrunk to fit the width."""
-    import cv2
+    """A dark strip with centred white lines of text (any script: :mod:`vidcam.media.text`), shrunk to fit."""
+    from vidcam.media.text import draw_text, text_mask
 
     strip = np.full((height, width, 3), 24, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
     line_h = height / max(1, len(lines))
     for k, text in enumerate(lines):
-        text = text.encode("ascii", "replace").decode("ascii")  # OpenCV's fonts have no other glyphs
-        scale = line_h / 40.0
-        (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
-        if tw > width - 8:
-            scale *= (width - 8) / tw
-            (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
-        thick = 2 if k == 0 and scale >= 0.5 else 1
-        x = max(2, (width - tw) // 2)
-        y = int(line_h * k + (line_h + th) / 2)
-        cv2.putText(strip, text, (x, y), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        size = max(6, round(line_h * 0.6))
+        mask = text_mask(text, size)
+        if mask.shape[1] > width - 8:
+            mask = text_mask(text, max(6, int(size * (width - 8) / mask.shape[1])))
+        x = max(2, (width - mask.shape[1]) // 2)
+        y = int(line_h * k + (line_h - mask.shape[0]) / 2)
+        draw_text(strip, mask, x, y)
     return strip
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
@@ -30,7 +31,10 @@ from vidcam.media.images import read_image
 from vidcam.media.outputs import describe_os_error, folder_error, write_image
 from vidcam.models.zoo import Classifier
 
-__all__ = ["EvalResult", "evaluate_classifier", "GRIDS", "SWEEP"]
+if TYPE_CHECKING:  # the engine (TensorFlow) is imported when an evaluation runs, not with this module
+    from vidcam.cam.engine import CamEngine
+
+__all__ = ["EvalResult", "evaluate_classifier", "GRIDS", "HEAT_GRIDS", "SWEEP"]
 
 # grid key -> title: the book's three questions, asked of the images predicted as each class
 GRIDS = {
@@ -39,6 +43,7 @@ GRIDS = {
     "confidently_wrong": "confidently wrong",
 }
 GRID_SIZE = 10
+HEAT_GRIDS = ("least_confident", "confidently_wrong")  # grids whose images are shown beside their heatmap
 SWEEP = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95, 0.99)
 _CHUNK = 256
 
@@ -76,17 +81,15 @@ class EvalResult:
     metrics: dict = field(default_factory=dict)
 
 
-def _probability_fn(classifier: Classifier):
+def _probability_fn(engine: CamEngine):
     """uint8 frames at the model's size -> (N, classes) probabilities: the engine's own forward pass (the same
     preprocessing and output handling as every other job), without the gradients evaluation does not need."""
-    from vidcam.cam.engine import CamEngine
-
-    engine = CamEngine(classifier)
     return lambda frames: engine.predict(frames, batch_size=len(frames))
 
 
-def _predict(classifier: Classifier, samples: list[tuple[Path, int]], batch_size: int, on_skip, progress):
-    fn = _probability_fn(classifier)
+def _predict(engine: CamEngine, samples: list[tuple[Path, int]], batch_size: int, on_skip, progress):
+    classifier = engine.classifier
+    fn = _probability_fn(engine)
     probs, kept = [], []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for start in range(0, len(samples), _CHUNK):
@@ -126,27 +129,61 @@ def _threshold_row(conf: np.ndarray, correct: np.ndarray, t: float) -> dict:
     }
 
 
-def _tile(path: Path, lines: list[str], ok: bool | None) -> tuple[np.ndarray, list[str]]:
+def _read_or_grey(path: Path) -> np.ndarray | None:
+    try:
+        return read_image(path)
+    except VidcamError:  # read once already; if it vanished since, show a grey tile rather than fail the report
+        return None
+
+
+def _framed(img: np.ndarray, ok: bool) -> np.ndarray:
+    """A coloured frame says at a glance whether the prediction is right (green) or wrong (red)."""
     import cv2
 
-    try:
-        img = read_image(path)
-    except VidcamError:  # read once already; if it vanished since, show a grey tile rather than fail the report
-        img = np.full((64, 64, 3), 128, np.uint8)
-    if ok is not None:
-        # A coloured frame says at a glance whether the prediction is right (green) or wrong (red).
-        h, w = img.shape[:2]
-        t = max(2, round(max(h, w) / 40))
-        img = cv2.copyMakeBorder(img, t, t, t, t, cv2.BORDER_CONSTANT, value=(40, 160, 60) if ok else (210, 40, 40))
-    return img, lines
+    h, w = img.shape[:2]
+    t = max(2, round(max(h, w) / 40))
+    return cv2.copyMakeBorder(img, t, t, t, t, cv2.BORDER_CONSTANT, value=(40, 160, 60) if ok else (210, 40, 40))
+
+
+def _shrunk(img: np.ndarray, edge: int) -> tuple[np.ndarray, float]:
+    """``img`` with its long side at most ``edge`` pixels, and the scale applied."""
+    import cv2
+
+    scale = min(1.0, edge / max(img.shape[:2]))
+    if scale == 1.0:
+        return img, 1.0
+    size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _pictures(engine: CamEngine | None, paths: list[Path], c: int) -> list[np.ndarray]:
+    """The grid's pictures; with ``engine``, each image beside its heatmap for class ``c`` (where the model
+    looked when it predicted ``c``), the map computed from the same fitted pixels the prediction saw."""
+    from vidcam.media.images import fit_to_model
+    from vidcam.media.render import render
+
+    images = [_read_or_grey(p) for p in paths]
+    if engine is None:
+        return [np.full((64, 64, 3), 128, np.uint8) if img is None else _shrunk(img, 320)[0] for img in images]
+    clf = engine.classifier
+    fitted = [fit_to_model(img, clf.input_size, clf.fit) if img is not None else None for img in images]
+    good = [k for k, f in enumerate(fitted) if f is not None]
+    cams = engine.run(np.stack([fitted[k][0] for k in good]), c).cams if good else []
+    out = [np.full((64, 128, 3), 128, np.uint8)] * len(paths)
+    for k, cam in zip(good, cams):
+        small, scale = _shrunk(images[k], 240)
+        window = tuple(round(v * scale) for v in fitted[k][1])
+        out[k] = render(small, cam, None, layout="side-by-side", window=window)
+    return out
 
 
 def _grids(names_all: list[str], class_ids: list[int], paths: list[Path], truth: np.ndarray, pred: np.ndarray,
-           probs: np.ndarray, out_dir: Path) -> dict[str, dict[str, dict]]:
-    """The book's three grids for each evaluated class, over the images predicted as that class.
+           probs: np.ndarray, out_dir: Path, engine: CamEngine) -> dict[str, dict[str, dict]]:
+    """The book's three grids for each evaluated class, over the images predicted as that class; the least
+    confident and the confidently wrong ones (:data:`HEAT_GRIDS`) each beside its heatmap for that class.
 
-    Returns: class name -> grid key -> ``image`` (the PNG's file name) and ``items`` (path, probability of the
-    class, true class, in grid order).
+    Returns: class name -> grid key -> ``image`` (the PNG's file name), ``heatmaps`` (whether the tiles show
+    them) and ``items`` (path, probability of the class, true class, in grid order).
     """
     from vidcam.media.charts import image_grid
 
@@ -163,17 +200,22 @@ def _grids(names_all: list[str], class_ids: list[int], paths: list[Path], truth:
         }
         files[name] = {}
         for key, idx in choices.items():
+            heat = key in HEAT_GRIDS
+            pictures = _pictures(engine if heat else None, [paths[i] for i in idx], c)
             tiles = []
-            for i in idx:
+            for i, picture in zip(idx, pictures):
                 right = bool(truth[i] == c)
                 line2 = f"{name} {probs[i, c]:.3f}" + ("" if right else f" (is {names_all[truth[i]]})")
-                tiles.append(_tile(paths[i], [paths[i].name, line2], right))
+                tiles.append((_framed(picture, right), [paths[i].name, line2]))
             title = f"{name}: {GRIDS[key]} ({len(idx)} of {len(predicted)} predicted {name})"
+            if heat:
+                title += f", each beside its heatmap for {name}"
             file = f"class{c}_{_slug(name)}_{key}.png"
-            write_image(out_dir / file, image_grid(tiles, title=title), overwrite=False)  # a fresh folder
+            grid = image_grid(tiles, title=title, aspect=2.0 if heat else 1.0, columns=5)
+            write_image(out_dir / file, grid, overwrite=False)  # a fresh folder
             items = [{"path": str(paths[i]), "probability": float(probs[i, c]), "true": names_all[truth[i]]}
                      for i in idx]
-            files[name][key] = {"image": file, "items": items}
+            files[name][key] = {"image": file, "heatmaps": heat, "items": items}
     return files
 
 
@@ -231,7 +273,9 @@ with accuracy {_pct(t['accuracy'])} on those it answers.</p>
 <h2>What the model is sure of, unsure of, and wrong about</h2>
 <p>For each class, among the images predicted as that class: the {GRID_SIZE} with the highest probability,
 the {GRID_SIZE} with the lowest, and the {GRID_SIZE} most confident wrong ones. Each title gives the file name
-and the probability of the class (and the true class when wrong); green frames are right, red ones wrong.</p>
+and the probability of the class (and the true class when wrong); green frames are right, red ones wrong. In the
+least confident and the confidently wrong grids each image is shown beside its heatmap for the predicted class:
+where the model looked when it gave that answer.</p>
 {grids}
 {skipped_html}
 </body></html>
@@ -349,10 +393,13 @@ def evaluate_classifier(
         skip(s)
     tmp = _prepare_dir(report_dir, o.overwrite)
     try:
-        probs, kept = _predict(clf, found.val, o.batch_size, skip, progress)
+        from vidcam.cam.engine import CamEngine
+
+        engine = CamEngine(clf)  # its forward pass for the probabilities, its maps for the grids' heatmaps
+        probs, kept = _predict(engine, found.val, o.batch_size, skip, progress)
         if not kept:
             raise InputError(f"no readable images in {data_dir}: nothing to evaluate")
-        result = _report(clf, found, probs, kept, skipped, o.threshold, data_dir, tmp, report_dir)
+        result = _report(engine, found, probs, kept, skipped, o.threshold, data_dir, tmp, report_dir)
         _publish(tmp, report_dir)
         return result
     finally:
@@ -360,10 +407,11 @@ def evaluate_classifier(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _report(clf: Classifier, found, probs: np.ndarray, kept: Sequence[tuple[Path, int]], skipped: list[Skipped],
-            threshold: float, data_dir, tmp: Path, report_dir: Path) -> EvalResult:
+def _report(engine: CamEngine, found, probs: np.ndarray, kept: Sequence[tuple[Path, int]],
+            skipped: list[Skipped], threshold: float, data_dir, tmp: Path, report_dir: Path) -> EvalResult:
     from vidcam.media.charts import confusion_chart
 
+    clf = engine.classifier
     names = clf.class_names
     paths = [p for p, _ in kept]
     truth = np.array([label for _, label in kept], np.int64)
@@ -389,7 +437,7 @@ def _report(clf: Classifier, found, probs: np.ndarray, kept: Sequence[tuple[Path
     thr = _threshold_row(conf, correct, threshold)
     label_names = [names[c] for c in labels_ids]
     write_image(tmp / "confusion_matrix.png", confusion_chart(cm, label_names), overwrite=False)  # a fresh folder
-    grids = _grids(names, evaluated, paths, truth, pred, probs, tmp)
+    grids = _grids(names, evaluated, paths, truth, pred, probs, tmp, engine)
     with open(tmp / "predictions.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "true", "predicted", "probability", "probability_true", "correct"])

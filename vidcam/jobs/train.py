@@ -442,7 +442,8 @@ def _save(model, base_model, history: dict, fine_tune_epoch, found, paths: tuple
         save_classifier_metadata(tmp, meta)
     from vidcam.media.charts import curves_chart
 
-    write_image(curves, curves_chart(history, fine_tune_epoch=fine_tune_epoch), overwrite=o.overwrite)
+    title = f"{output.name}: {len(names)} classes ({', '.join(names)}), {counts[0]} training / {counts[1]} validation"
+    write_image(curves, curves_chart(history, fine_tune_epoch=fine_tune_epoch, title=title), overwrite=o.overwrite)
     emit(TrainEvent("saved", f"best epoch {best + 1}: val_loss {val_loss:.4f} val_acc {val_acc:.3f} -> {output} "
                              f"(curves: {curves})"))
     classifier = Classifier(
