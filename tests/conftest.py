@@ -107,6 +107,19 @@ def classifier_for(model, names=None, preprocess="unit"):
     )
 
 
+def mass_density(cam: np.ndarray, box: tuple, size: tuple) -> tuple[float, float]:
+    """The mean heat inside ``box`` (x0, y0, x1, y1 in pixels of an image of ``size`` (w, h)) and outside it, the
+    map upsampled to the image."""
+    import cv2
+
+    w, h = size
+    up = cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
+    x0, y0, x1, y1 = box
+    inside = np.zeros_like(up, bool)
+    inside[y0:y1, x0:x1] = True
+    return float(up[inside].mean()), float(up[~inside].mean())
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CHELSEA, DOG, classifier_for
+from conftest import CHELSEA, DOG, classifier_for, mass_density
 
 from vidcam.cam.engine import METHODS, CamEngine, feature_layers
 from vidcam.errors import LayerError, UsageError
@@ -176,23 +176,12 @@ def test_sigmoid_binary_model_gives_two_class_probabilities(random_frames):
     np.testing.assert_allclose(r.probabilities[:, 0], 1 - p, atol=1e-5)
 
 
-def _mass_density(cam: np.ndarray, box: tuple, size: tuple) -> tuple[float, float]:
-    import cv2
-
-    w, h = size
-    up = cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
-    x0, y0, x1, y1 = box
-    inside = np.zeros_like(up, bool)
-    inside[y0:y1, x0:x1] = True
-    return float(up[inside].mean()), float(up[~inside].mean())
-
-
 def test_heatmap_sits_on_the_dog(lite0, lite0_engine):
     img = read_image(DOG)  # 768x576: the dog sits low left, a bicycle centre, a truck top right
     x, _ = fit_to_model(img, lite0.input_size, "squash")
     r = lite0_engine.run(x[None])
     assert lite0.class_names[r.class_ids[0]] in {"malamute", "German shepherd", "Eskimo dog", "Siberian husky"}
-    inside, outside = _mass_density(r.cams[0], (120, 200, 320, 550), (768, 576))
+    inside, outside = mass_density(r.cams[0], (120, 200, 320, 550), (768, 576))
     assert inside > 1.5 * outside
 
 
@@ -201,5 +190,5 @@ def test_heatmap_sits_on_the_cat(lite0, lite0_engine):
     x, _ = fit_to_model(img, lite0.input_size, "squash")
     r = lite0_engine.run(x[None])
     assert lite0.class_names[r.class_ids[0]] in {"tiger cat", "Egyptian cat", "tabby"}
-    inside, outside = _mass_density(r.cams[0], (40, 30, 330, 300), (451, 300))
+    inside, outside = mass_density(r.cams[0], (40, 30, 330, 300), (451, 300))
     assert inside > outside

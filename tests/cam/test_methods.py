@@ -335,7 +335,8 @@ def _head(name: str, model, frames: np.ndarray):
 
 
 def _ablation_reference(a: np.ndarray, head, class_ids) -> np.ndarray:
-    """pytorch-grad-cam's AblationCAM, one channel at a time in a plain loop: w_k = (y - y_k) / y."""
+    """pytorch-grad-cam's AblationCAM, one channel at a time in a plain loop, the drop divided by |y| (pytorch-grad-cam
+    divides by y): w_k = (y - y_k) / |y|."""
     out = []
     for i, (ai, k) in enumerate(zip(a, class_ids)):
         y = head(i, ai[None])[0, k]
@@ -343,7 +344,7 @@ def _ablation_reference(a: np.ndarray, head, class_ids) -> np.ndarray:
         for c in range(ai.shape[-1]):
             ablated = ai.copy()
             ablated[..., c] = 0
-            w[c] = (y - head(i, ablated[None])[0, k]) / y
+            w[c] = (y - head(i, ablated[None])[0, k]) / abs(y)
         out.append(np.einsum("hwc,c->hw", ai, w))
     return _normalise(np.array(out))
 
@@ -359,7 +360,10 @@ def test_ablationcam_matches_a_channel_by_channel_loop(request, name, random_fra
     for class_index in (None, 1):
         r = engine.run(frames, class_index=class_index)
         np.testing.assert_allclose(r.cams, _ablation_reference(a, head, r.class_ids), atol=2e-4)
-        assert (r.cams.reshape(3, -1).max(axis=1) > 0.99).all()
+        # Where the score is positive (the drop divided by y, as pytorch-grad-cam) every map has heat; a negative
+        # score's map may have none on a random model (no channel's loss lowers the score there).
+        positive = np.array([head(i, a[i][None])[0, k] > 0 for i, k in enumerate(r.class_ids)])
+        assert (r.cams.reshape(3, -1).max(axis=1) > 0.99)[positive].all()
     # Only the head runs for the ablated copies where the model can be cut at the layer (nested too).
     cut = engine._tail(0).fn is not None
     assert cut == (name != "tiny_skip")

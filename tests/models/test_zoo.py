@@ -11,7 +11,7 @@ from conftest import CHELSEA
 from vidcam.cam.engine import CamEngine
 from vidcam.errors import ModelError, WeightsError
 from vidcam.media.images import fit_to_model, read_image
-from vidcam.models.zoo import ZOO, imagenet_class_names, load_classifier, zoo_table
+from vidcam.models.zoo import GROUPED_MODELS, ZOO, imagenet_class_names, load_classifier, zoo_table
 
 # Verified with the reference pipeline (resize short side 256, centre crop 224): ../shared/ASSETS.md.
 CHELSEA_TOP3 = [("tiger cat", 0.386), ("Egyptian cat", 0.356), ("tabby", 0.169)]
@@ -134,7 +134,10 @@ def test_missing_keras_file(tmp_path):
 
 def test_zoo_table_lists_every_entry():
     rows = zoo_table()
-    assert [r["name"].split()[0] for r in rows] == list(ZOO)
+    assert [r["name"].split()[0] for r in rows] == [*ZOO, *GROUPED_MODELS]
+    cats_dogs = rows[-1]
+    assert cats_dogs["base"] == "efficientnet_lite0"
+    assert "cat = domestic_cat (5 classes: 281 tabby" in cats_dogs["groups"]
     lite0 = rows[0]
     assert lite0["weights"] == "available" and lite0["top1"] == 0.751
 

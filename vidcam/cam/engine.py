@@ -9,10 +9,14 @@ output is watched by the gradient tape. This works whatever the model's structur
 book's transfer model where the pretrained base is a single layer of the classifier (a nested model),
 which defeats the usual ``Model(inputs, [layer.output, model.output])`` recipe.
 
-Per image i: score_i = logit of its target class (pre-softmax); G_i = d score_i / d A_i (never mixed across
-the batch). The method (looked up by name in :mod:`vidcam.cam.methods`' registry) turns (A_i, G_i) into a raw
-map inside the step, e.g. Grad-CAM's sum_c mean(G_ic) A_ic, or after it with extra forward passes (Score-CAM);
-the engine then applies ReLU and divides by the map's max + eps, so an all-zero map stays zero.
+Per image i: score_i = the target's score: the logit of its target class (pre-softmax), or, for a classifier whose
+classes are groups of the model's (:mod:`vidcam.models.groups`), the log of the group's summed probability,
+``logsumexp(member logits) - logsumexp(all logits)``, so the map explains "any dog", whichever breed; G_i =
+d score_i / d A_i (never mixed across the batch). Every method reads the target through the engine's scores (the
+step's, the forward passes', the head's), so each one explains groups. The method (looked up by name in
+:mod:`vidcam.cam.methods`' registry) turns (A_i, G_i) into a raw map inside the step, e.g. Grad-CAM's
+sum_c mean(G_ic) A_ic, or after it with extra forward passes (Score-CAM); the engine then applies ReLU and divides
+by the map's max + eps, so an all-zero map stays zero.
 """
 
 from __future__ import annotations
@@ -298,7 +302,7 @@ class CamEngine:
         self._layer_forwards: dict[int, Any] = {}
         if type(self._method).bind is not CamMethod.bind:
             for i, (qualified, _) in enumerate(resolved):
-                self._methods[i].bind(self._tail(i).layers, qualified)
+                self._methods[i].bind(self._tail(i).layers, qualified, scores=self.target_scores)
         self._final = _final_layer(classifier.model)
         h, w = classifier.input_size
         self.input_size = (h, w)
@@ -346,8 +350,30 @@ class CamEngine:
         self._layer_forwards[index] = fn
         return fn
 
-    def _scores(self, logits):
-        """(N, C) pre-activation scores and probabilities from the raw model output."""
+    def target_scores(self, raw):
+        """(N, C) target scores from the model's raw pre-activation output (N, K): what the gradients and a
+        method's forward passes explain, class by class (C = the classifier's classes, groups included)."""
+        return self._scores(raw)[0]
+
+    def _scores(self, raw):
+        """(N, C) target scores and probabilities from the raw (pre-activation) model output: the classes', or
+        with groups each group's log-probability (the log of its summed probability) and probability."""
+        scores, probs = self._class_scores(raw)
+        groups = self.classifier.groups
+        if groups is None:
+            return scores, probs
+        import tensorflow as tf
+
+        log_p = tf.nn.log_softmax(scores)  # the log-partition subtracted once: scores - logsumexp(scores)
+        grouped = tf.stack([tf.reduce_logsumexp(tf.gather(log_p, list(ids), axis=1), axis=1)
+                            for ids in groups.members], axis=1)
+        # The probability is the members' sum as such (not exp of the log-sum), so it adds up exactly as they do.
+        summed = tf.stack([tf.reduce_sum(tf.gather(probs, list(ids), axis=1), axis=1) for ids in groups.members],
+                          axis=1)
+        return grouped, summed
+
+    def _class_scores(self, logits):
+        """(N, K) pre-activation scores and probabilities of the model's own classes from its raw output."""
         import tensorflow as tf
 
         out = self.classifier.output

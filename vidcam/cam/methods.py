@@ -2,7 +2,8 @@
 
 The engine (:class:`vidcam.cam.engine.CamEngine`) owns everything the methods share: the hooks that reach the
 feature map ``A`` (N, h, w, c) of the target layer, the one compiled forward+backward step that gives the
-gradients ``G = d score / d A`` of each image's target-class score (pre-softmax), the batching and the
+gradients ``G = d score / d A`` of each image's target score (the target class's pre-softmax score, or a group's
+log-probability, see :mod:`vidcam.models.groups`), the batching and the
 normalisation (ReLU, then divide by the per-image max + eps, so an all-zero map stays zero). A method
 supplies only what differs, always per image (never reduced over the batch axis):
 
@@ -113,13 +114,16 @@ class CamMethod:
     def __init__(self, **options: Any) -> None:
         self.options = options
 
-    def bind(self, layers_after: list | None, layer_name: str) -> None:
+    def bind(self, layers_after: list | None, layer_name: str, *, scores: Callable | None = None) -> None:
         """Called once per engine (and target layer) for a method that overrides it, before any step.
 
         Args:
             layers_after: the Keras layers that follow the target layer, in order (nested models unrolled),
                 when the model is a plain sub-graph from that layer on; None when it cannot be cut there.
             layer_name: the target layer's qualified name, for messages.
+            scores: the engine's target scores from the model's raw pre-activation output, (N, K) -> (N, C) tensors
+                (the classes' scores, or the groups' log-probabilities): what a method that reads the head's weights
+                must differentiate to explain the engine's target.
 
         Raises:
             UsageError: the method cannot explain this model at this layer (say why and what would work).
@@ -389,8 +393,10 @@ class AblationCAM(CamMethod):
     Desai & Ramaswamy, "Ablation-CAM: Visual Explanations for Deep Convolutional Network via Gradient-free
     Localization", WACV 2020, https://openaccess.thecvf.com/content_WACV_2020/html/Desai_Ablation-CAM_Visual_Explanations_for_Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_paper.html
     (no arXiv version). ``cam = ReLU(sum_k w_k A_k)``. As pytorch-grad-cam's ``AblationCAM``: every channel
-    is ablated (``ratio_channels_to_ablate=1``), y is the pre-activation score, and dividing by y flips the
-    weights' sign when y < 0; where pytorch-grad-cam would divide by y = 0, the weights here are 0. Only the
+    is ablated (``ratio_channels_to_ablate=1``), y is the target's score (pre-activation), except that the drop is
+    divided by ``|y|`` where pytorch-grad-cam divides by y: its weights change sign when y < 0, which would
+    invert the map of any target whose score is negative, as a group's log-probability always is; where
+    pytorch-grad-cam would divide by y = 0, the weights here are 0. Only the
     layers after the target run for the ablated copies (``ablation_batch`` copies per call, default 256): the
     whole model runs once; when the model cannot be cut at the layer, the whole model runs per copy.
     """
@@ -425,7 +431,7 @@ class AblationCAM(CamMethod):
                 keep = 1.0 - tf.one_hot(tf.range(start, min(c, start + self.batch)), c, dtype=a.dtype)
                 ablated.append(forward(a * keep[:, None, None, :], image).numpy()[:, k])
             scores = np.concatenate(ablated)
-            weights = (score - scores) / score if score != 0 else np.zeros(c, np.float32)
+            weights = (score - scores) / abs(score) if score != 0 else np.zeros(c, np.float32)
             out[i] = np.einsum("hwc,c->hw", a[0].numpy(), weights)
         return out
 
@@ -437,16 +443,19 @@ class CAM(CamMethod):
     Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016,
     https://arxiv.org/abs/1512.04150. Only for a head that is global average pooling, then (Dropout and) one
     Dense layer, right after the target layer (EfficientNet-Lite, MobileNet, ResNet, the book's transfer
-    model); any other head is refused. No gradients, no extra pass: on such a head Grad-CAM's weights are
-    ``W_kc / (h w)``, so CAM gives Grad-CAM's map. A one-unit sigmoid head explains class 1 with ``+W/2`` and
-    class 0 with ``-W/2`` (the engine's two-class scores ``[-z/2, z/2]``).
+    model); any other head is refused. No backward pass through the model, no extra pass: on such a head
+    Grad-CAM's weights are ``W_kc / (h w)``, so CAM gives Grad-CAM's map. The column is read as the gradient of the
+    engine's target score with respect to the pooled features, through the Dense layer only: ``W_c`` for a class,
+    ``+W/2`` and ``-W/2`` for the two classes of a one-unit sigmoid head (the engine's scores ``[-z/2, z/2]``),
+    and for a group ``sum_i (d score / d z_i) W_i`` over its classes (the weights its log-probability puts on
+    each logit at this image), which again is Grad-CAM's map.
     """
 
     title = "CAM"
 
     uses_gradients = False
 
-    def bind(self, layers_after, layer_name):
+    def bind(self, layers_after, layer_name, *, scores=None):
         import keras
 
         kinds = [type(x).__name__ for x in layers_after or []]
@@ -462,6 +471,7 @@ class CAM(CamMethod):
                              f"CAM layer; after {layer_name} the model has {after}. Use gradcam (the same map "
                              f"on such heads, and any head), or choose the layer before the pooling with --layer")
         self.dense = chain[1]
+        self.scores = scores
 
     def cam(self, feature_map, grads):
         import tensorflow as tf
@@ -469,11 +479,17 @@ class CAM(CamMethod):
         return tf.zeros(tf.shape(feature_map)[:3], feature_map.dtype)
 
     def post_step(self, cam, feature_map, inputs, class_ids, forward):
-        kernel = np.asarray(self.dense.kernel.numpy(), np.float32)  # read now: the weights may have changed
-        if kernel.shape[1] == 1:  # a one-unit sigmoid head: scores [-z/2, z/2]
-            weights = kernel[:, 0][None, :] * (np.asarray(class_ids, np.float32)[:, None] - 0.5)
-        else:
-            weights = kernel[:, np.asarray(class_ids)].T
+        import tensorflow as tf
+
+        # Read now: the weights may have changed since bind.
+        kernel = tf.constant(np.asarray(self.dense.kernel.numpy(), np.float32))
+        bias = tf.constant(np.asarray(self.dense.bias.numpy(), np.float32)) if self.dense.use_bias else 0.0
+        pooled = tf.reduce_mean(tf.cast(feature_map, tf.float32), axis=(1, 2))
+        with tf.GradientTape() as tape:
+            tape.watch(pooled)
+            raw = tf.matmul(pooled, kernel) + bias  # the Dense layer's pre-activation output
+            target = tf.gather(self.scores(raw), tf.constant(np.asarray(class_ids), tf.int32), batch_dims=1)
+        weights = tape.gradient(target, pooled).numpy()  # (N, c): the class's column, or a group's mix of columns
         return np.einsum("bhwc,bc->bhw", feature_map.numpy(), weights)
 
 

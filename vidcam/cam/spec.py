@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from vidcam.errors import ModelError, UsageError
-from vidcam.models.zoo import DEFAULT_MODEL, ZOO
+from vidcam.models.groups import parse_group_specs
+from vidcam.models.zoo import DEFAULT_MODEL, is_zoo_name
 
 if TYPE_CHECKING:
     from vidcam.cam.engine import CamEngine
@@ -28,9 +29,17 @@ class ModelSpec:
         method: a CAM method (``vidcam.cam.methods.METHODS``).
         weights: a weights file for a zoo model, or None.
         unsafe: allow ``.keras`` files with Lambda layers (runs their code).
+        groups: the model's classes grouped (:mod:`vidcam.models.groups`): group specs such as ``"dog"``,
+            ``"cat=domestic_cat"``, ``"281-285"``; the classes become the groups and ``other``. Kept as the specs
+            (each worker resolves them against the same packaged WordNet data); for a zoo model they are
+            resolved when the spec is made, so a bad name is an error before anything loads.
+
+    Raises:
+        UsageError: groups that cannot be made (see :func:`vidcam.models.groups.resolve_groups`).
 
     Example:
         >>> ModelSpec("efficientnet_lite0", method="gradcam++").build()  # doctest: +SKIP
+        >>> ModelSpec("efficientnet_lite0", groups=("cat=domestic_cat", "dog")).build()  # doctest: +SKIP
     """
 
     model: str = DEFAULT_MODEL
@@ -38,11 +47,17 @@ class ModelSpec:
     method: str = "gradcam"
     weights: str | None = None
     unsafe: bool = False
+    groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", os.fspath(self.model))
         if self.weights is not None:
             object.__setattr__(self, "weights", os.fspath(self.weights))
+        object.__setattr__(self, "groups", parse_group_specs(self.groups))
+        if self.groups and is_zoo_name(self.model):
+            from vidcam.models.zoo import check_zoo_groups
+
+            check_zoo_groups(self.model, self.groups)
 
     def portable(self) -> ModelSpec:
         """The same spec with absolute file paths, for workers whose working folder is not this process's.
@@ -51,7 +66,7 @@ class ModelSpec:
             ModelError: a ``.keras`` file that does not exist (checked here, without importing TensorFlow).
         """
         name = self.model
-        if name not in ZOO:
+        if not is_zoo_name(name):
             if not Path(name).is_file():
                 if Path(name).suffix == ".keras":
                     raise ModelError(f"model file not found: {name}")
@@ -60,13 +75,13 @@ class ModelSpec:
                 load_classifier(name)  # raises the local job's own message (unknown name, not a .keras file)
             name = str(Path(name).absolute())
         weights = str(Path(self.weights).absolute()) if self.weights else None
-        return ModelSpec(name, self.layer, self.method, weights, self.unsafe)
+        return ModelSpec(name, self.layer, self.method, weights, self.unsafe, self.groups)
 
     def classifier(self) -> Classifier:
         """Load the classifier (no engine)."""
         from vidcam.models.zoo import load_classifier
 
-        return load_classifier(self.model, weights=self.weights, unsafe=self.unsafe)
+        return load_classifier(self.model, weights=self.weights, unsafe=self.unsafe, groups=self.groups)
 
     def build(self) -> CamEngine:
         """Load the classifier and build its engine (once per process)."""

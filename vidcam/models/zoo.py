@@ -16,15 +16,20 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vidcam.errors import ModelError, WeightsError
+from vidcam.errors import ModelError, UsageError, WeightsError
+
+if TYPE_CHECKING:
+    from vidcam.models.groups import ClassGroups
 
 __all__ = [
     "Classifier",
     "ZooEntry",
     "ZOO",
+    "GROUPED_MODELS",
     "DEFAULT_MODEL",
+    "is_zoo_name",
     "PREPROCESSING",
     "load_classifier",
     "imagenet_class_names",
@@ -61,6 +66,9 @@ class Classifier:
         fit: how images are brought to ``input_size``: ``"crop"`` (short side to size*256/224, centre crop,
             the ImageNet evaluation protocol) or ``"squash"`` (resize the whole frame).
         wnids: WordNet ids of ImageNet classes, when the classes are ImageNet's.
+        groups: when the classes are groups of the model's own (:mod:`vidcam.models.groups`): which classes each
+            holds; ``class_names`` are then the groups' and ``base_class_names`` the model's.
+        base_class_names: the model's own class names, for a grouped classifier.
     """
 
     name: str
@@ -73,6 +81,8 @@ class Classifier:
     fit: str = "crop"
     wnids: list[str] | None = None
     extra: dict = field(default_factory=dict)
+    groups: ClassGroups | None = None
+    base_class_names: list[str] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -219,8 +229,30 @@ for _n, _layer, _pre, _mb, _params, _t1, _t5 in [
                        f"place {_KERAS_APPS[_n][1]} in {keras_models_dir()}", _keras_weights(_n))
 
 
+@dataclass(frozen=True)
+class GroupedModel:
+    """A ready-made grouping of a zoo model's classes (:mod:`vidcam.models.groups`), usable as a model name."""
+
+    name: str
+    base: str
+    groups: tuple[str, ...]
+
+
+GROUPED_MODELS: dict[str, GroupedModel] = {
+    # cat: the five domestic cats (281 tabby, 282 tiger cat, 283 Persian, 284 Siamese, 285 Egyptian cat), not the
+    # wild ones (lynx, cougar, the big cats); dog: dog.n.01's 118 breeds, 151-268.
+    "cats_dogs": GroupedModel("cats_dogs", DEFAULT_MODEL, ("cat=domestic_cat", "dog")),
+}
+
+
+def is_zoo_name(name: str) -> bool:
+    """Whether ``name`` is a model of the zoo (a pretrained one or a grouping of one), not a file path."""
+    return name in ZOO or name in GROUPED_MODELS
+
+
 def zoo_table() -> list[dict[str, Any]]:
-    """One row per zoo entry: name, input, size, parameters, top-1/top-5 and weight availability."""
+    """One row per zoo entry: name, input, size, parameters, top-1/top-5 and weight availability; then one per
+    grouped model (its ``groups``: each group with its classes)."""
     rows = []
     for e in ZOO.values():
         rows.append({
@@ -232,6 +264,13 @@ def zoo_table() -> list[dict[str, Any]]:
             "top5": e.top5,
             "weights": "available" if e.weights_file(True) else f"missing: {e.weights_hint}",
         })
+    from vidcam.models.groups import resolve_groups
+
+    for g in GROUPED_MODELS.values():
+        base = next(r for r in rows if r["name"].split()[0] == g.base)
+        groups = resolve_groups(g.groups, imagenet_class_names()[0])
+        rows.append({**base, "name": g.name, "top1": None, "top5": None, "base": g.base,
+                     "groups": groups.describe(imagenet_class_names()[0])})
     return rows
 
 
@@ -313,11 +352,12 @@ def _load_keras_file(path: Path, *, unsafe: bool) -> Classifier:
         raise ModelError(f"{path} is not a classifier: its output shape is {out_shape}, expected (batch, classes)")
     meta = read_classifier_metadata(path)
     n_out = int(out_shape[1])
+    wnids = None
     output = meta.get("output") or _final_activation(model)
     names = meta.get("class_names")
     if names is None:
         if n_out == 1000:
-            names = imagenet_class_names()[0]
+            names, wnids = imagenet_class_names()
         else:
             names = [f"class {i}" for i in range(2 if n_out == 1 else n_out)]
     expected = 2 if (n_out == 1 and output == "sigmoid") else n_out
@@ -335,8 +375,23 @@ def _load_keras_file(path: Path, *, unsafe: bool) -> Classifier:
     return Classifier(
         name=str(path), model=model, input_size=(int(h), int(w)), preprocess=preprocess,
         class_names=list(names), output=output, default_layer=meta.get("default_layer"),
-        fit=meta.get("fit", "squash"), extra=meta,
+        fit=meta.get("fit", "squash"), wnids=wnids, extra=meta,
     )
+
+
+def check_zoo_groups(name: str, groups: tuple[str, ...]) -> None:
+    """Check ``groups`` of a zoo model (ImageNet's classes) without building it.
+
+    Raises:
+        UsageError: groups of a grouped model, or groups that cannot be made.
+    """
+    from vidcam.models.groups import resolve_groups
+
+    if name in GROUPED_MODELS and groups:
+        g = GROUPED_MODELS[name]
+        raise UsageError(f"{name} is already grouped ({', '.join(g.groups)}): give the groups with its base model, "
+                         f"--model {g.base}")
+    resolve_groups(groups or GROUPED_MODELS[name].groups, imagenet_class_names()[0])
 
 
 def load_classifier(
@@ -344,17 +399,20 @@ def load_classifier(
     *,
     weights: str | Path | None = None,
     unsafe: bool = False,
+    groups: tuple[str, ...] = (),
 ) -> Classifier:
     """Load a zoo model by name or a ``.keras`` file by path.
 
     Args:
-        model: a name from :data:`ZOO` or the path of a ``.keras`` file.
+        model: a name from :data:`ZOO` or :data:`GROUPED_MODELS`, or the path of a ``.keras`` file.
         weights: a weights file to use instead of the default location (zoo models only).
         unsafe: allow ``.keras`` files with Lambda layers (they run arbitrary code when loaded).
+        groups: group the classes (:func:`vidcam.models.groups.group_classifier`): ``("dog", "cat=domestic_cat")``.
 
     Raises:
         ModelError: unknown name, missing file, not a classifier.
         WeightsError: pretrained weights are missing.
+        UsageError: groups that cannot be made (unknown, ambiguous, overlapping), or groups of a grouped model.
 
     Example:
         >>> clf = load_classifier("efficientnet_lite0")  # doctest: +SKIP
@@ -362,6 +420,15 @@ def load_classifier(
         ((224, 224), 'tabby')
     """
     key = str(model)
+    if groups or key in GROUPED_MODELS:
+        from vidcam.models.groups import group_classifier
+
+        name = key if key in GROUPED_MODELS else None
+        if is_zoo_name(key):  # ImageNet classes: the groups are checked before the model is built
+            check_zoo_groups(key, groups)
+        if key in GROUPED_MODELS:
+            key, groups = GROUPED_MODELS[key].base, GROUPED_MODELS[key].groups
+        return group_classifier(load_classifier(key, weights=weights, unsafe=unsafe), groups, name=name)
     if key in ZOO:
         entry = ZOO[key]
         names, wnids = imagenet_class_names()
@@ -376,6 +443,7 @@ def load_classifier(
         if path.suffix != ".keras":
             raise ModelError(f"{path} is not a .keras model file (older .h5 files: re-save them with Keras 3)")
         return _load_keras_file(path, unsafe=unsafe)
-    raise ModelError(f"unknown model {key!r}: use one of {', '.join(ZOO)} or the path of a .keras file")
+    raise ModelError(f"unknown model {key!r}: use one of {', '.join([*ZOO, *GROUPED_MODELS])} or the path of a .keras "
+                     "file")
 
 
