@@ -380,6 +380,9 @@ LabelsFormatOpt = Annotated[LabelsFormat | None, typer.Option(
 ReportOpt = Annotated[Path | None, typer.Option(
     "--report", metavar="PAGE.html", help="Also write a report page (the video above its timeline, thumbnails at "
     "the label changes; self-contained) and its timeline as PAGE.png.")]
+FramesReportOpt = Annotated[Path | None, typer.Option(
+    "--report", metavar="PAGE.html", help="Also write a report page (each frame's labels over the folder's frames, "
+    "thumbnails at the label changes, the result pictures by relative links; self-contained) and PAGE.png.")]
 CrfOpt = Annotated[int, typer.Option("--crf", min=0, max=51, help="x264 quality: lower is better (18-23 typical).")]
 PresetOpt = Annotated[Preset, typer.Option(
     "--preset", metavar="PRESET", help=f"x264 preset: {_listed(PRESETS)}.")]
@@ -1130,6 +1133,8 @@ def _show_frames(s, labels_out: Path | None) -> None:
         _say(f"  labels -> {labels_out}")
     if s.video:
         _say(f"  video -> {s.video}")
+    if s.report:
+        _say(f"  report -> {s.report} (timeline: {Path(s.report).with_suffix('.png')})")
     _describe_metrics(s.metrics)
     if s.failed:
         _err(f"{len(s.failed)} of {s.total} frames skipped: {', '.join(name for name, _ in s.failed[:5])}"
@@ -1167,6 +1172,7 @@ def frames_cmd(
     engine: EngineOpt = Engine("local"),
     address: AddressOpt = None,
     metrics: MetricsOpt = False,
+    report: FramesReportOpt = None,
 ) -> None:
     """Label every frame of a folder: result pictures, labels.csv, optionally a video. Resumable.
 
@@ -1178,7 +1184,7 @@ def frames_cmd(
     options = FramesOptions(
         render=_render(layout, alpha, colormap, fit), encode=EncodeOptions(crf, _value(preset)),
         class_index=class_index, top_k=top_k, batch_size=batch, json_lines=json_lines, force=force, metrics=metrics,
-        labels_out=labels_out, to_video=to_video, fps=fps, overwrite=overwrite,
+        labels_out=labels_out, to_video=to_video, fps=fps, report=report, overwrite=overwrite,
     )
     executor = executor_for(engine.value, address=address)
     _interrupt_on_sigterm()

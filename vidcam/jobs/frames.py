@@ -43,6 +43,7 @@ from vidcam.cam.spec import ModelLike, ModelSpec, build_engine, portable_spec
 from vidcam.errors import InputError, OutputError, UsageError, VidcamError
 from vidcam.jobs.executors import Executor, ItemResult, LocalExecutor
 from vidcam.jobs.labels import label_kind, write_frame_labels, write_lines_atomic
+from vidcam.jobs.report import report_paths, write_frames_report
 from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
 from vidcam.media.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media.outputs import (
@@ -132,7 +133,10 @@ class FramesOptions:
         labels_out: also write the labels here (``.csv``, ``.jsonl`` or ``.parquet``).
         to_video: also assemble the result pictures (in order) into this video (``.mp4``/``.mkv``/...).
         fps: that video's frame rate (``25``, ``29.97``, ``30000/1001``).
-        overwrite: replace an existing ``labels_out`` or ``to_video`` file. Without it, only the files an
+        report: also write a report page here (``.html``, self-contained: each frame's top-1 and top classes
+            over the folder's frames, one point per frame, thumbnails at the label changes, a viewer of the result
+            pictures by their paths relative to the page) and its timeline as a PNG beside it.
+        overwrite: replace an existing ``labels_out``, ``to_video`` or ``report`` file. Without it, only the files an
             earlier run into the same output folder wrote (unchanged since) are rewritten: a resume.
 
     Raises:
@@ -150,11 +154,14 @@ class FramesOptions:
     labels_out: str | Path | None = None
     to_video: str | Path | None = None
     fps: str | float | Fraction = 25
+    report: str | Path | None = None
     overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.top_k < 1:
             raise UsageError("batch size and top-k must be at least 1")
+        if self.report is not None:
+            report_paths(self.report)  # a page name ending in .html
         object.__setattr__(self, "fps", parse_rate(self.fps))
         if self.labels_out is not None:
             label_kind(self.labels_out)
@@ -174,6 +181,7 @@ class FramesSummary:
         failed: (file name, reason) for each image that could not be read or written.
         labels: the labels file (all frames done so far, in natural order).
         video: the assembled video, when asked for.
+        report: the report page, when asked for (its timeline PNG beside it).
         seconds: wall-clock time.
         metrics: with ``metrics=True``, the faithfulness summary (:func:`vidcam.cam.metrics.summarize`) of the
             frames that carry metrics (frames reused from a run without metrics have none); worst frames are
@@ -189,12 +197,14 @@ class FramesSummary:
     video: str | None = None
     seconds: float = 0.0
     metrics: dict | None = None
+    report: str | None = None
 
     def as_dict(self) -> dict:
         return {
             "output_dir": self.output_dir, "total": self.total, "processed": self.processed, "reused": self.reused,
             "failed": [{"file": f, "error": e} for f, e in self.failed], "labels": self.labels, "video": self.video,
-            "seconds": round(self.seconds, 3), **({"metrics": self.metrics} if self.metrics is not None else {}),
+            "report": self.report, "seconds": round(self.seconds, 3),
+            **({"metrics": self.metrics} if self.metrics is not None else {}),
         }
 
 
@@ -557,7 +567,9 @@ def label_frames(
     files = list_frames(directory)
     out = _output_folder(directory, output_dir)
     # Whether each output outside the results folder may be replaced: decided now, honoured when it is written.
-    replace = {p: o.overwrite or _written_before(out, p) for p in (o.labels_out, o.to_video) if p is not None}
+    pages = report_paths(o.report) if o.report is not None else ()
+    replace = {p: o.overwrite or _written_before(out, p) for p in (o.labels_out, o.to_video, *pages)
+               if p is not None}
     for p, may in replace.items():
         check_output(p, overwrite=may)
     ensure_dir(out)
@@ -574,7 +586,7 @@ def label_frames(
         key = _settings_key(engine, o, o.render, _model_files(model, engine))
         work = FramesWork(spec, o.render, key, o.class_index, o.top_k, o.metrics)
         run = _FramesRun(Path(directory), files, out, o, key, min(o.top_k, clf.num_classes), progress, on_skip)
-        run.replace = replace
+        run.replace, run.names = replace, clf.class_names
         try:
             executor.run(work, run.batches, run.on_result, engine=engine if local else None)
         except BaseException:
@@ -604,6 +616,7 @@ class _FramesRun:
         self.directory, self.files, self.out, self.o = directory, files, out, o
         self.progress, self.on_skip = progress, on_skip
         self.replace: dict = {}  # output outside the folder -> whether it may replace an existing file
+        self.names: list[str] = []  # the model's class names, for the report
         results, self.done, todo = plan_frames(files, out, key, predictions, force=o.force)
         self.reused = len(self.done)
         self.failed: list[tuple[str, str]] = []
@@ -647,12 +660,26 @@ class _FramesRun:
                       overwrite=self.replace[o.to_video])
             video = str(o.to_video)
             written.append(video)
+        report = self._report(ordered, seconds) if o.report is not None else None
+        if report is not None:
+            written += [report, report.with_suffix(".png")]
         if written:
             _record_outputs(out, written)
         return FramesSummary(
             output_dir=str(out), total=len(self.files), processed=len(self.done) - self.reused, reused=self.reused,
             failed=self.failed, labels=str(labels_path), video=video, seconds=seconds, metrics=summary,
+            report=str(report) if report is not None else None,
         )
+
+    def _report(self, ordered: list[dict], seconds: float) -> Path:
+        """The report page (and its PNG) over the frames done, in the folder's order."""
+        page = Path(self.o.report)
+        line = (f"{len(ordered)} of {len(self.files)} frames labelled ({len(self.failed)} skipped), "
+                f"{len(self.done) - self.reused} in this run ({seconds:.1f} s); results in {self.out}")
+        write_frames_report(page, ordered, [self.out / e["result"] for e in ordered], self.names,
+                            meta=(self.directory.name or str(self.directory), line), top_k=self.o.top_k,
+                            overwrite=self.replace[page] and self.replace[page.with_suffix(".png")])
+        return page
 
 
 def _assemble(exe: str, pictures: list[Path], output: Path, *, rate: Fraction, encode: EncodeOptions,

@@ -1,5 +1,7 @@
 """A video's report: the timeline data recorded frame by frame during the run, then written as a self-contained
 HTML page (:mod:`vidcam.media.report`) and a PNG of the timeline (:func:`vidcam.media.charts.timeline_chart`).
+A frame folder's report (:func:`write_frames_report`) is the same page and PNG over the folder's frames in order,
+with a viewer of the result pictures instead of a video player.
 
 Memory stays small however long the video: per frame a few numbers in compact arrays (about 40 bytes with the
 default top 3), and at most :data:`MAX_THUMBS` thumbnails (about 10 kB each), taken at label changes: when there
@@ -21,7 +23,7 @@ from vidcam.media.charts import CLASS_COLOURS, timeline_chart
 from vidcam.media.outputs import atomic_output, write_image
 from vidcam.media.report import report_html, thumbnail_uri
 
-__all__ = ["TimelineRecorder", "MAX_THUMBS", "report_paths"]
+__all__ = ["TimelineRecorder", "MAX_THUMBS", "report_paths", "write_frames_report"]
 
 MAX_THUMBS = 24
 
@@ -36,6 +38,11 @@ def report_paths(report: str | Path) -> tuple[Path, Path]:
     if page.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"report {page} must end in .html (it is a web page; the timeline PNG goes beside it)")
     return page, page.with_suffix(".png")
+
+
+def relative(path: str | Path, page: Path) -> str:
+    """``path`` relative to the page's folder, with forward slashes (a URL path)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(page).resolve().parent)).as_posix()
 
 
 class TimelineRecorder:
@@ -69,15 +76,17 @@ class TimelineRecorder:
         self.changes.append(index)
         return (len(self.changes) - 1) % self.stride == 0
 
-    def thumbnail(self, index: int, t: float, picture: np.ndarray) -> None:
-        """The rendered picture of a label change (only when :meth:`add` asked for it)."""
+    def thumbnail(self, index: int, t: float, picture: np.ndarray, href: str | None = None) -> None:
+        """The rendered picture of a label change (only when :meth:`add` asked for it); ``href``: a link to the
+        full picture."""
         label = self.names[self.shown[index]]
-        self.thumbs.append({"frame": index, "time": round(t, 6), "label": label, "src": thumbnail_uri(picture)})
+        self.thumbs.append({"frame": index, "time": round(t, 6), "label": label, "src": thumbnail_uri(picture),
+                            **({"href": href} if href else {})})
         if len(self.thumbs) > self.max_thumbs:
             self.thumbs = self.thumbs[::2]
             self.stride *= 2
 
-    def data(self, title: str, video: str, duration: float, summary: str) -> dict:
+    def data(self, title: str, video: str | None, duration: float, summary: str) -> dict:
         """The timeline data (see :mod:`vidcam.media.report`)."""
         n, k = len(self.t), self.top_k
         shown = list(self.shown)
@@ -97,11 +106,31 @@ class TimelineRecorder:
             "series": series, "changes": self.changes, "cuts": self.cuts, "thumbs": self.thumbs,
         }
 
-    def write(self, page: Path, video: Path, meta: tuple[str, float, str], *, overwrite: bool) -> None:
-        """Write the page and its PNG, each atomically. ``meta``: (title, duration in seconds, summary line)."""
+    def write(self, page: Path, video: Path | None, meta: tuple[str, float, str], *, overwrite: bool,
+              frames: list[Path] | None = None) -> None:
+        """Write the page and its PNG, each atomically. ``meta``: (title, duration in seconds, summary line).
+        For a frame folder, ``video`` is None and ``frames`` its result pictures (``t`` the frames' positions)."""
         title, duration, summary = meta
-        rel = os.path.relpath(Path(video).resolve(), Path(page).resolve().parent)
-        data = self.data(title, Path(rel).as_posix(), duration, summary)
+        data = self.data(title, relative(video, page) if video is not None else None, duration, summary)
+        if frames is not None:
+            data.update(unit="frame", frames=[relative(f, page) for f in frames])
         write_image(page.with_suffix(".png"), timeline_chart(data), overwrite=overwrite)
         with atomic_output(page, overwrite=overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(report_html(data))
+
+
+def write_frames_report(page: Path, entries: list[dict], pictures: list[Path], names: list[str], *,
+                        meta: tuple[str, str], top_k: int, overwrite: bool) -> None:
+    """A frame folder's report: each frame's top-1 and top-k (its journal entry's ``predictions``) over the
+    frames in order (one point per frame), thumbnails of the result pictures at the label changes, each frame's
+    picture by its path relative to the page. ``meta``: (title, summary line)."""
+    from vidcam.media.images import read_image
+
+    rec = TimelineRecorder(names, top_k)
+    for k, (entry, picture) in enumerate(zip(entries, pictures)):
+        preds = entry["predictions"]
+        ids = np.array([p["class_id"] for p in preds], np.int32)
+        probs = np.array([p["probability"] for p in preds], np.float32)
+        if rec.add(k, float(k), (int(ids[0]), float(probs[0])), (ids, probs), float("nan"), False):
+            rec.thumbnail(k, float(k), read_image(picture), href=relative(picture, page))
+    rec.write(page, None, (meta[0], float(len(entries)), meta[1]), overwrite=overwrite, frames=pictures)

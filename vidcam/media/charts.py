@@ -238,7 +238,14 @@ def timeline_chart(timeline: dict, *, size: tuple[int, int] = (1200, 560)) -> np
         stab.set_ylim(min(0.0, float(np.nanmin(stability))), 1.05)
         stab.set_ylabel("map stability")
         bottom = stab
-    bottom.set_xlabel("frame (in the folder's order, from 0)" if timeline.get("unit") == "frame" else "time (s)")
+    if timeline.get("unit") == "frame":  # the frame whose point is at the tick: frame 1 at position 0
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bottom.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v + 1:g}"))
+        bottom.set_xlabel("frame (in the folder's order)")
+    else:
+        bottom.set_xlabel("time (s)")
     bottom.set_xlim(0, duration if duration > 0 else 1.0)
     for k in timeline["cuts"]:
         for ax in (band, probs, stab):
