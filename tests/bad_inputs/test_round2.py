@@ -310,11 +310,13 @@ def test_weight_cache_on_a_full_disk_leaves_nothing_and_the_next_run_converts(tm
     full = _vidcam_limited(2_000_000, *args, env=env)
     label = _top1(full)
     assert [ln for ln in full.stderr.splitlines() if ln.startswith("vidcam:")] == []
-    assert sorted(p.name for p in cache.iterdir()) == []  # nothing partial, no temporary file
+    # nothing partial, no temporary file, of the converted weights or of the compiled step
+    assert [p for p in cache.rglob("*") if not p.is_dir()] == []
     again = _vidcam_limited(None, *args, env=env)  # room again: converts and caches
     assert _top1(again) == label
-    names = sorted(p.name for p in cache.iterdir())
+    names = sorted(p.name for p in cache.glob("*.weights.h5*"))
     assert len(names) == 2 and names[0].endswith(".weights.h5") and names[1].endswith(".weights.h5.json"), names
+    assert len(list((cache / "steps").iterdir())) == 1  # the compiled step too
     assert _top1(_vidcam_limited(None, *args, env=env)) == label  # and loads it
 
 
@@ -326,7 +328,7 @@ def test_garbled_weight_cache_is_rebuilt_with_one_warning(tmp_path):
 
     _lite0_or_skip()
     cache = tmp_path / "cache"
-    env = {"VIDCAM_CACHE": str(cache)}
+    env = {"VIDCAM_CACHE": str(cache), "VIDCAM_STEP_CACHE": "0"}  # every run loads the weights
     args = ("image", CHELSEA, "--model", "efficientnet_lite0", "--no-output", "--json")
     label = _top1(_vidcam_limited(None, *args, env=env))
     (cached,) = cache.glob("*.weights.h5")

@@ -84,10 +84,11 @@ class ModelSpec:
         return load_classifier(self.model, weights=self.weights, unsafe=self.unsafe, groups=self.groups)
 
     def build(self) -> CamEngine:
-        """Load the classifier and build its engine (once per process)."""
-        from vidcam.cam.engine import CamEngine
+        """Load the classifier and build its engine (once per process); its compiled step comes from the cache
+        when an earlier run saved it (:mod:`vidcam.cam.stepcache`)."""
+        from vidcam.cam.stepcache import build_cached
 
-        return CamEngine(self.classifier(), layer=self.layer, method=self.method)
+        return build_cached(self)
 
 
 ModelLike = Union[str, os.PathLike, ModelSpec, "Classifier", "CamEngine"]
