@@ -120,3 +120,19 @@ def test_bad_layout_and_alpha(frame):
         render(frame, np.ones((3, 3), np.float32), layout="mosaic")
     with pytest.raises(ValueError, match="alpha"):
         overlay(frame, np.ones((3, 3), np.float32), alpha=1.5)
+
+
+def test_the_font_is_matplotlibs_dejavu_found_without_importing_matplotlib():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import matplotlib
+
+    from vidcam.media.text import font_path
+
+    assert Path(font_path()) == Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    code = ("import sys; from vidcam.media.render import draw_label; import numpy as np; "
+            "draw_label(np.zeros((90, 160, 3), np.uint8), 'café 1.0%'); print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"  # a video run draws its banners without loading matplotlib

@@ -19,12 +19,18 @@ _LOCK = threading.Lock()  # one FreeType face per size is shared by the threads 
 
 @cache
 def font_path() -> str:
-    """The DejaVu Sans TrueType file inside matplotlib's data folder."""
+    """The DejaVu Sans TrueType file inside matplotlib's data folder, found without importing matplotlib
+    (0.4 s and 20 MB that a video run without charts does not need)."""
+    import importlib.util
     from pathlib import Path
 
-    import matplotlib
+    spec = importlib.util.find_spec("matplotlib")
+    path = Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf" if spec and spec.origin else None
+    if path is None or not path.is_file():  # a matplotlib that keeps its data elsewhere
+        import matplotlib
 
-    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
+        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return str(path)
 
 
 @cache
