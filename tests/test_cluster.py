@@ -245,6 +245,27 @@ def test_every_frames_option_behaves_the_same_on_both_executors(ray_local, data,
             assert abs(a["metrics"][k] - b["metrics"][k]) < 1e-3, (k, a, b)
 
 
+def test_groups_travel_in_the_spec_and_ray_gives_the_local_labels(ray_local, data, tmp_path):
+    """--groups on Ray: each worker builds its engine from the spec, groups included, so the labels are the local
+    ones, and they are the groups (a frame folder and videos, both through the CLI)."""
+    runs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        common = ["-m", str(data["model"]), "--groups", "warm=0+1", "--engine", engine, "--top", "2"]
+        r = runner.invoke(app, ["frames", str(data["frames"]), "-o", str(out / "frames"), *common])
+        assert r.exit_code == EXIT_SKIPPED and "11 labelled" in r.stdout, r.output  # frame7.jpg is corrupt
+        r = runner.invoke(app, ["video", str(data["clips"] / "clip1.mp4"), str(data["clips"] / "clip2.mp4"),
+                                "-o", str(out / "videos"), "--labels", "csv", *common])
+        assert r.exit_code == 0, r.output
+        runs[engine] = out
+    for part in ("frames/labels.csv", "videos/clip1_heatmap_labels.csv", "videos/clip2_heatmap_labels.csv"):
+        rows = read_csv(runs["ray"] / part)
+        same_labels(read_csv(runs["local"] / part), rows)
+        assert {(row["label"], row["label_2"]) for row in rows} <= {("warm", "other"), ("other", "warm")}
+        for row in rows:
+            assert abs(float(row["probability"]) + float(row["probability_2"]) - 1) < 1e-5
+
+
 # -- options and errors ----------------------------------------------------------------------------------------
 
 

@@ -427,6 +427,14 @@ ReportDirOpt = Annotated[Path, typer.Option(
     "-o", "--output-dir", help="Folder for report.html, metrics.json, PNGs.")]
 ThresholdOpt = Annotated[float, typer.Option("--threshold", help="Withhold answers below this top probability.")]
 FilesArg = Annotated[list[str], typer.Argument(metavar="FILE", help="Video files or globs.")]
+GROUP_HELP = ("Group the classes (repeatable): a WordNet synset name or id (dog, domestic_cat, n02084071; see "
+              "`vidcam groups`), class ids (281-285, 0+1), LABEL=MEMBERS (cat=domestic_cat, pets=dog+domestic_cat). "
+              "The classes become the groups and other; a group's probability is its members' sum.")
+GroupOpt = Annotated[list[str] | None, typer.Option("--group", metavar="GROUP", help=GROUP_HELP)]
+GroupsOpt = Annotated[str | None, typer.Option(
+    "--groups", metavar="G1,G2,...", help="Several groups at once, comma-separated (as --group each).")]
+SearchArg = Annotated[str | None, typer.Argument(help="Part of a synset name, or an id (n02084071).")]
+MembersOpt = Annotated[bool, typer.Option("--members", help="Also list each synset's classes (id and name).")]
 
 
 @app.callback()
@@ -437,8 +445,14 @@ def _main(version: VersionOpt = False) -> None:
 # -- shared pieces -----------------------------------------------------------------------------------------------
 
 
-def _spec(model: str, layer: str | None, method: Enum, weights: Path | None, unsafe: bool) -> ModelSpec:
-    return ModelSpec(model, layer, _value(method), weights, unsafe)
+def _groups(group: list[str] | None, groups: str | None) -> tuple[str, ...]:
+    """--group (repeatable) and --groups a,b,c: the group specs, in the order given."""
+    return (*(group or ()), *([groups] if groups is not None else ()))
+
+
+def _spec(model: str, layer: str | None, method: Enum, weights: Path | None, unsafe: bool,
+          groups: tuple[str, ...] = ()) -> ModelSpec:
+    return ModelSpec(model, layer, _value(method), weights, unsafe, groups)
 
 
 def _render(layout: Enum, alpha: float, colormap: Enum, fit: Enum) -> RenderOptions:
@@ -525,6 +539,10 @@ def models_cmd(json_out: JsonOpt = False) -> None:
          f"{r['top1']:.3f}" if r["top1"] else "-", f"{r['top5']:.3f}" if r["top5"] else "-", str(r["weights"])]
         for r in rows
     ])
+    for r in rows:
+        if "groups" in r:  # a ready-made grouping: say which classes each group holds
+            _say()
+            _say(f"{r['name']}: {r['base']} with its classes grouped: {r['groups']}")
 
 
 def _forward_passes(cls: type[CamMethod]) -> tuple[int, str]:
@@ -577,6 +595,33 @@ def methods_cmd(json_out: JsonOpt = False) -> None:
                 f"worse of two, pass below {table['pass_below']}; deletion (low is good) and insertion (high) AUC "
                 f"on {photo} ({info['class']}, {info['probability']:.3f}). See README, \"Which method?\".")
         typer.echo("\n" + textwrap.fill(note, 116))
+
+
+@app.command("groups")
+@handle_errors
+def groups_cmd(search: SearchArg = None, members: MembersOpt = False, json_out: JsonOpt = False) -> None:
+    """List the WordNet synsets that group ImageNet classes (for --group), most classes first.
+
+    SEARCH: part of a name (dog lists dog, hunting_dog, hotdog, ...) or an id; each row: the id, how many
+    classes it holds, its names and its definition."""
+    from vidcam.models.groups import describe_members, find_synsets
+    from vidcam.models.zoo import imagenet_class_names
+
+    found = find_synsets(search)
+    names = imagenet_class_names()[0]
+    if json_out:
+        for s in found:
+            typer.echo(json.dumps({"id": s.id, "names": list(s.lemmas), "classes": len(s.classes), "gloss": s.gloss,
+                                   **({"members": list(s.classes)} if members else {})}))
+        return
+    if not found:
+        raise VidcamError(f"no WordNet synset with ImageNet classes matches {search!r}: try a shorter part of a name")
+    _table(["synset", "classes", "names", "definition"],
+           [[s.id, str(len(s.classes)), ", ".join(s.lemmas[:4]), s.gloss] for s in found])
+    if members:
+        for s in found:
+            _say()
+            _say(f"{s.id} {s.name}: {describe_members(s.classes, names, limit=len(s.classes))}")
 
 
 _MATRIX_NAMES = {"bt709": "BT.709", "smpte170m": "BT.601", "bt470bg": "BT.601", "bt2020nc": "BT.2020",
@@ -719,6 +764,8 @@ def image_cmd(
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
     metrics: MetricsOpt = False,
+    group: GroupOpt = None,
+    groups: GroupsOpt = None,
 ) -> None:
     """Label images (top-k) and write original | heatmap pictures."""
     from vidcam.jobs.image import explain_images
@@ -726,7 +773,7 @@ def image_cmd(
     options = ImageOptions(top_k=top_k, class_index=class_index, layout=_value(layout), alpha=alpha,
                            colormap=_value(colormap), fit=_value(fit), batch_size=batch, overwrite=overwrite,
                            metrics=metrics)
-    spec = _spec(model, layer, method, weights, unsafe)
+    spec = _spec(model, layer, method, weights, unsafe, _groups(group, groups))
     load_tensorflow()
     engine = spec.build()
     report = _ImageReporter(json_out, _image_describer(engine), lambda r: bool(r.predictions))
@@ -779,6 +826,8 @@ def compare_cmd(
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
+    group: GroupOpt = None,
+    groups: GroupsOpt = None,
 ) -> None:
     """Compare CAM methods side by side, with each map's faithfulness metrics.
 
@@ -787,7 +836,7 @@ def compare_cmd(
 
     options = CompareOptions(methods=_parse_methods(methods), class_index=class_index, fit=_value(fit), steps=steps,
                              batch_size=batch, alpha=alpha, colormap=_value(colormap), overwrite=overwrite)
-    spec = ModelSpec(model, layer, weights=weights, unsafe=unsafe)  # the methods are the options'
+    spec = ModelSpec(model, layer, weights=weights, unsafe=unsafe, groups=_groups(group, groups))  # methods: options'
     load_tensorflow()
     report = _ImageReporter(json_out, _describe_comparison, lambda r: bool(r.metrics))
     results = compare_methods(paths, None if no_output else output_dir, model=spec, options=options,
@@ -860,6 +909,8 @@ def evaluate_cmd(
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
+    group: GroupOpt = None,
+    groups: GroupsOpt = None,
 ) -> None:
     """Accuracy, per-class precision/recall, confusion matrix and the book's confidence grids, as an HTML report.
 
@@ -868,7 +919,8 @@ def evaluate_cmd(
 
     options = EvalOptions(threshold=threshold, val_split=val_split, seed=seed, batch_size=batch, overwrite=overwrite)
     load_tensorflow()
-    r = evaluate_classifier(ModelSpec(model, unsafe=unsafe), data_dir, report_dir, options=options,
+    r = evaluate_classifier(ModelSpec(model, unsafe=unsafe, groups=_groups(group, groups)), data_dir, report_dir,
+                            options=options,
                             on_skip=lambda s: _err(f"skipped {s.path}: {s.reason}"))
     if json_out:
         typer.echo(json.dumps(r.metrics))
@@ -1090,6 +1142,8 @@ def video_cmd(
     metrics: MetricsOpt = False,
     metrics_every: MetricsEveryOpt = _VIDEO.metrics_every,
     report: ReportOpt = None,
+    group: GroupOpt = None,
+    groups: GroupsOpt = None,
 ) -> None:
     """Make a Grad-CAM heatmap video: every frame at its own time, same orientation and audio.
 
@@ -1105,7 +1159,8 @@ def video_cmd(
         class_index=class_index, smooth=smooth, start=start, duration=duration, top_k=top_k, batch_size=batch,
         metrics=metrics, metrics_every=metrics_every, overwrite=overwrite,
     )
-    job = _VideoJob(_spec(model, layer, method, weights, unsafe), options, ffmpeg, quiet, json_out)
+    job = _VideoJob(_spec(model, layer, method, weights, unsafe, _groups(group, groups)), options, ffmpeg, quiet,
+                    json_out)
     output = Path(output_arg) if output_arg is not None else None
     # A trailing slash says "a folder" even for one input (Path() would drop it).
     files, many = _video_inputs(inputs, output, as_folder=bool(output_arg) and output_arg.endswith(("/", os.sep)))
@@ -1173,6 +1228,8 @@ def frames_cmd(
     address: AddressOpt = None,
     metrics: MetricsOpt = False,
     report: FramesReportOpt = None,
+    group: GroupOpt = None,
+    groups: GroupsOpt = None,
 ) -> None:
     """Label every frame of a folder: result pictures, labels.csv, optionally a video. Resumable.
 
@@ -1181,6 +1238,7 @@ def frames_cmd(
     from vidcam.jobs.frames import label_frames
 
     _check_address(engine, address)
+    spec = _spec(model, layer, method, weights, unsafe, _groups(group, groups))
     options = FramesOptions(
         render=_render(layout, alpha, colormap, fit), encode=EncodeOptions(crf, _value(preset)),
         class_index=class_index, top_k=top_k, batch_size=batch, json_lines=json_lines, force=force, metrics=metrics,
@@ -1191,7 +1249,7 @@ def frames_cmd(
     load_tensorflow()
     bar = _Bar(directory.name or str(directory), quiet)
     try:
-        s = label_frames(directory, output_dir, model=_spec(model, layer, method, weights, unsafe), options=options,
+        s = label_frames(directory, output_dir, model=spec, options=options,
                          executor=executor, ffmpeg=ffmpeg, progress=bar,
                          on_skip=lambda name, reason: bar.error(f"skipped {name}: {reason}"))
     finally:

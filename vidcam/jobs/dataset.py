@@ -183,6 +183,21 @@ def find_images(data_dir: str | Path, *, val_split: float | None = None, seed: i
     return ImageFolders(names, train, val, skipped, "split")
 
 
+def _class_of(folder: str, class_names: list[str]) -> int | None:
+    """The class a folder holds: the class of that name, else the one class whose name matches it ignoring case and
+    a plural ``s``/``es`` on either side (the Kaggle layout's ``cats/`` and ``dogs/`` for classes ``cat`` and
+    ``dog``, and ``Cat/`` for ``cats``); None when no class, or more than one, matches."""
+    if folder in class_names:
+        return class_names.index(folder)
+    def forms(name: str) -> set[str]:
+        name = name.casefold()
+        return {name, name + "s", name + "es"}
+
+    f = folder.casefold()
+    hits = [i for i, c in enumerate(class_names) if c.casefold() in forms(f) or f in forms(c)]
+    return hits[0] if len(hits) == 1 else None
+
+
 def find_eval_images(
     data_dir: str | Path,
     class_names: list[str],
@@ -193,7 +208,8 @@ def find_eval_images(
     """Find labelled images to evaluate a classifier on: ``DATA_DIR/val/`` when it exists, else ``DATA_DIR``'s
     class folders (all of them, or the part a training run with ``val_split`` and ``seed`` held out).
 
-    Labels are the classifier's class ids for each folder's name, so the folders may be any subset of its classes.
+    Labels are the classifier's class ids for each folder's name, so the folders may be any subset of its classes;
+    a folder's name matches its class ignoring case and a plural ``s`` (``cats/`` holds class ``cat``).
 
     Raises:
         InputError: no class folders, an empty one, or a folder the classifier has no class for.
@@ -214,7 +230,8 @@ def find_eval_images(
     names = class_folders(root)
     if not names:
         raise InputError(f"no class folders in {root}: expected {root}/val/<class>/ or {root}/<class>/ folders")
-    unknown = [n for n in names if n not in class_names]
+    ids = [_class_of(n, class_names) for n in names]
+    unknown = [n for n, i in zip(names, ids) if i is None]
     if unknown:
         raise InputError(f"class folder(s) {', '.join(unknown)} in {root} are not classes of the model "
                          f"({', '.join(class_names[:10])}{', ...' if len(class_names) > 10 else ''})")
@@ -225,7 +242,6 @@ def find_eval_images(
         _, val = _split(per_class, names, root, val_split, seed)
     else:
         val = [(p, i) for i, files in enumerate(per_class) for p in files]
-    ids = [class_names.index(n) for n in names]
     return ImageFolders(list(class_names), [], [(p, ids[i]) for p, i in val], skipped, layout)
 
 

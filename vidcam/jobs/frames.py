@@ -276,13 +276,13 @@ def _model_files(model: ModelLike, engine: CamEngine) -> dict[str, str]:
 
 
 def _settings_key(engine: CamEngine, options: FramesOptions, render: RenderOptions, files: dict[str, str]) -> str:
-    """A hash of what makes a result: model (with ``files``, the model's and weights' contents), layer, method
-    and the drawing options."""
+    """A hash of what makes a result: model (with ``files``, the model's and weights' contents, and its groups),
+    layer, method and the drawing options."""
     clf = engine.classifier
     desc = {**files, "model": str(clf.name), "classes": clf.num_classes, "input": list(clf.input_size),
             "layer": engine.layer_name, "method": engine.method, "class_index": options.class_index,
             "top_k": options.top_k, "layout": render.layout, "alpha": render.alpha, "colormap": render.colormap,
-            "fit": render.fit}
+            "fit": render.fit, **({"groups": clf.groups.as_dict()} if clf.groups is not None else {})}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
