@@ -9,11 +9,14 @@ One command, one run, one generated clip (720p, 10 s, 25 fps, with audio), the d
 
 Prints a table of frames/s:
   (a) the book's way: ffmpeg -> JPEG frames -> per-image Grad-CAM with tf-keras-vis at batch 1 -> JPEG -> ffmpeg
-  (b) `vidcam video` end to end (the streaming pipeline)
-  (c) each stage alone (decode + fit to the model, engine, render, encode) and the pipeline limit
-      L = 1 / sum(1 / stage rate), the rate if all stages shared the cores perfectly
-and the ratios b/a and b/L, the stage that bounds the rate, and peak RSS of `vidcam video` on a 10 s and a
-60 s clip. All numbers come from this one run: ratios between runs on a noisy machine mean little.
+  (b) `vidcam video` end to end (the streaming pipeline), and the whole command with its start-up
+  (c) each stage alone (decode + fit to the model, engine, render, encode) with its CPU-ms per frame (ffmpeg's
+      and every thread's included), the pipeline limit L = 1 / sum(1 / stage rate) (stages one after another)
+      and the CPU budget B = cores / sum(CPU per frame), the rate if every core did useful work all the time
+  (d) a lossless clip and the same clip with its middle half frozen (repeated frames reuse their result)
+then the start-up (a one-frame video vs a bare `import tensorflow`, interleaved, medians), b/a, b/B, the share of
+the cores the process tree keeps busy while frames flow, the costliest stage, and peak RSS of `vidcam video` on a
+10 s and a 60 s clip. All numbers come from this one run: ratios between runs on a noisy machine mean little.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import argparse
 import json
 import os
 import platform
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,15 +40,33 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 
-def make_clip(exe: str, path: Path, seconds: float, size: str = "1280x720", rate: int = 25) -> Path:
+def make_clip(exe: str, path: Path, seconds: float, size: str = "1280x720", rate: int = 25,
+              freeze: tuple[float, float] | None = None) -> Path:
+    """A testsrc2 clip with a sine track; ``freeze=(a, b)``: the picture held from a to b seconds. Clips made for
+    the freeze comparison are lossless (``freeze=(0, 0)`` for none), so a held picture decodes to the same pixels
+    each frame, as a screen recorder's repeated frames do."""
+    video = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+    graph = []
+    if freeze is not None:
+        video += ["-qp", "0"]
+        if freeze[1] > freeze[0]:
+            first, last = round(freeze[0] * rate), round(freeze[1] * rate) - 1
+            graph = ["-filter_complex", f"[0:v]split[a][b];[a][b]freezeframes=first={first}:last={last}:"
+                                        f"replace={first - 1}[v]", "-map", "[v]", "-map", "1:a"]
     subprocess.run(
         [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
          "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}",
          "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
+         *graph, *video, "-c:a", "aac", "-shortest", str(path)],
         check=True,
     )
     return path
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its children that have been waited for."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def rate(frames: int, seconds: float) -> float:
@@ -84,8 +107,9 @@ def bench_book(exe: str, clip: Path, work: Path, model, max_frames: int | None) 
     return rate(len(files), time.perf_counter() - t0), len(files)
 
 
-def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
-    """Each stage alone, on the same clip, as the pipeline runs it."""
+def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Each stage alone, on the same clip, as the pipeline runs it: (frames/s, CPU-ms per frame) per stage, the
+    CPU of ffmpeg's processes included (decode, encode) and of every thread (TensorFlow's, OpenCV's)."""
     from vidcam.media.ffmpeg_cmd import EncodeTarget, decode_args, encode_args
     from vidcam.media.probe import probe
     from vidcam.media.render import Renderer, format_label, shrink_to_model
@@ -94,8 +118,14 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
     info = probe(clip)
     w, h = info.width, info.height
     fb = w * h * 3
+    rates, cpu = {}, {}
+
+    def done(name: str, n: int, t0: float, c0: float) -> None:
+        rates[name] = rate(n, time.perf_counter() - t0)
+        cpu[name] = 1000 * (cpu_seconds() - c0) / n
+
     # decode (+ fit to the model size, which the reader thread does)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     proc = subprocess.Popen(decode_args(exe, clip), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     frames, small = [], []
     while True:
@@ -107,57 +137,75 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> dict[str, float]:
         small.append(shrink_to_model(f, engine.input_size, "squash")[0])
     proc.wait()
     n = len(frames)
-    out = {"decode": rate(n, time.perf_counter() - t0)}
+    done("decode", n, t0, c0)
     # engine: batched Grad-CAM on pre-decoded model-size tensors (first call traces: warm up first)
     small = np.stack(small)
     engine.run(small[:batch])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     cams, labels = [], []
     for i in range(0, n, batch):
-        chunk = small[i : i + batch]
-        if len(chunk) < batch:
-            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.uint8)])
-        r = engine.run(chunk)
-        m = min(batch, n - i)
-        cams.extend(r.cams[:m])
+        r = engine.run(small[i : i + batch])
+        cams.extend(r.cams)
         labels.extend(format_label(engine.classifier.class_names[c], float(r.probabilities[j, c]))
-                      for j, c in enumerate(r.class_ids[:m]))
-    out["engine"] = rate(n, time.perf_counter() - t0)
+                      for j, c in enumerate(r.class_ids))
+    done("engine", n, t0, c0)
     # render
     renderer = Renderer()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     rendered = [renderer(frames[i], cams[i], labels[i]) for i in range(n)]
-    out["render"] = rate(n, time.perf_counter() - t0)
+    done("render", n, t0, c0)
     # encode (default preset), from frames in memory, each with its time (as the video job sends them)
     with tempfile.TemporaryDirectory() as d:
         target = EncodeTarget(w, h, info.time_base)
         sink = VideoSink(lambda first: encode_args(exe, Path(d) / "enc.mp4", target, first_pts=first),
                          what="ffmpeg (encoding)")
         period = round(1e9 / float(info.fps))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         for i, f in enumerate(rendered):
             sink.write(f, i * period)
         sink.close(n * period)
-        out["encode"] = rate(n, time.perf_counter() - t0)
-    return out
+        done("encode", n, t0, c0)
+    return rates, cpu
 
 
-def run_vidcam(clip: Path, out: Path, extra: list[str] | None = None) -> tuple[float, int, int, float]:
-    """`vidcam video` in a child process: (frames/s of the pipeline, frames, peak RSS in bytes of that process,
-    frames/s of the whole command including Python, TensorFlow and model start-up)."""
+def run_vidcam(clip: Path, out: Path, extra: list[str] | None = None) -> dict:
+    """`vidcam video` in a child process: frames/s of the pipeline (``fps``) and of the whole command with Python,
+    TensorFlow and model start-up (``command_fps``), its wall time, CPU time (the process and its ffmpeg
+    children), peak RSS of that process, and the job's summary."""
     args = [sys.executable, "-m", "vidcam", "video", str(clip), "-o", str(out), "--overwrite", "--quiet",
             "--json", *(extra or [])]
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     stdout = proc.stdout.read()
     stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, usage = os.wait4(proc.pid, 0)  # the child's usage includes its waited-for children (ffmpeg)
     seconds = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"vidcam video failed: {stderr.decode(errors='replace')[-2000:]}")
     summary = json.loads(stdout.decode().strip().splitlines()[-1])
     frames = int(summary["frames"])
-    return rate(frames, float(summary.get("seconds") or seconds)), frames, usage.ru_maxrss * 1024, rate(frames, seconds)
+    return {"fps": rate(frames, float(summary.get("seconds") or seconds)), "frames": frames,
+            "rss": usage.ru_maxrss * 1024, "command_fps": rate(frames, seconds), "wall": seconds,
+            "cpu": usage.ru_utime + usage.ru_stime, "pipeline_seconds": float(summary.get("seconds") or seconds),
+            "repeats": int(summary.get("repeats", 0))}
+
+
+def bench_startup(exe: str, work: Path, runs: int = 3) -> dict:
+    """Start-up as a user sees it: `vidcam video` on a one-frame 720p clip against a bare `import tensorflow`,
+    interleaved (so both see the same load), after one warm-up run (file cache, converted weights and compiled
+    step cached); medians of ``runs`` each."""
+    clip = make_clip(exe, work / "one_frame.mp4", 0.04)
+    run_vidcam(clip, work / "one_frame_out.mp4")
+    bare, command, cpu = [], [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, capture_output=True)
+        bare.append(time.perf_counter() - t0)
+        r = run_vidcam(clip, work / "one_frame_out.mp4")
+        command.append(r["wall"])
+        cpu.append(r["cpu"])
+    return {"import_tensorflow": statistics.median(bare), "command": statistics.median(command),
+            "command_cpu": statistics.median(cpu)}
 
 
 def main() -> None:
@@ -177,14 +225,19 @@ def main() -> None:
     exe = ffmpeg_exe()
     short, long_ = (2, 6) if args.quick else (10, 60)
     book_frames = 8 if args.quick else None
+    cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="vidcam-bench-") as d:
         work = Path(d)
         clip = make_clip(exe, work / "clip720.mp4", short)
         long_clip = make_clip(exe, work / "clip720_long.mp4", long_)
+        still = make_clip(exe, work / "lossless.mp4", short, freeze=(0, 0))
+        frozen = make_clip(exe, work / "lossless_freeze.mp4", short, freeze=(short / 4, short * 3 / 4))
         # The `vidcam video` runs come first, while this process is small: a child's peak RSS counts the pages
         # it shares with its parent when forked, so a parent holding TensorFlow and decoded frames inflates it.
-        b_fps, frames, rss_short, b_cmd_fps = run_vidcam(clip, work / "vidcam.mp4", method_args)
-        _, long_frames, rss_long, _ = run_vidcam(long_clip, work / "vidcam_long.mp4", method_args)
+        start = bench_startup(exe, work, runs=1 if args.quick else 3)
+        b = run_vidcam(clip, work / "vidcam.mp4", method_args)
+        long_run = run_vidcam(long_clip, work / "vidcam_long.mp4", method_args)
+        plain, freeze = (run_vidcam(c, work / "vidcam_lossless.mp4", method_args) for c in (still, frozen))
 
         from vidcam.cam.engine import CamEngine
         from vidcam.cli import load_tensorflow  # TensorFlow's start-up chatter kept off the table
@@ -193,34 +246,49 @@ def main() -> None:
         load_tensorflow()
         clf = load_classifier()
         engine = CamEngine(clf, method=args.method)
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        print(f"machine: {platform.machine()}, {cores} cores, python {platform.python_version()}, "
               f"load average {os.getloadavg()[0]:.1f}; clip: 1280x720, {short} s, 25 fps, AAC audio; "
               f"model {clf.name}" + (f"; method {args.method} for (b) and the engine" if method_args else ""),
               flush=True)
-        stages = bench_stages(exe, clip, engine, args.batch)
+        stages, cpu_ms = bench_stages(exe, clip, engine, args.batch)
         a_fps, a_frames = bench_book(exe, clip, work, clf, book_frames)
 
     limit = 1.0 / sum(1.0 / r for r in stages.values())
-    bound = min(stages, key=stages.get)
+    budget = cores * 1000.0 / sum(cpu_ms.values())  # frames/s if every core did useful work all the time
+    bound = max(cpu_ms, key=cpu_ms.get)
+    # The process tree's CPU while frames flow: the long run's CPU less a start-up's, over the pipeline's time.
+    busy = (long_run["cpu"] - start["command_cpu"]) / (long_run["pipeline_seconds"] * cores)
     rows = [("(a) book: JPEG frames + tf-keras-vis batch 1", a_fps, f"{a_frames} frames"),
-            ("(b) vidcam video, end to end", b_fps, f"{frames} frames"),
-            ("    the same, whole command with start-up", b_cmd_fps, "Python + TensorFlow + model load"),
-            *[(f"(c) stage: {k}", v, "") for k, v in stages.items()],
-            ("    pipeline limit L = 1/sum(1/stage)", limit, "")]
+            ("(b) vidcam video, end to end", b["fps"], f"{b['frames']} frames"),
+            ("    the same, whole command with start-up", b["command_fps"], "Python + TensorFlow + model load"),
+            *[(f"(c) stage: {k}", v, f"{cpu_ms[k]:.1f} CPU-ms per frame") for k, v in stages.items()],
+            ("    pipeline limit L = 1/sum(1/stage)", limit, "stages one after another"),
+            ("    CPU budget B = cores/sum(CPU per frame)", budget, f"{cores} cores, "
+                                                               f"{sum(cpu_ms.values()):.1f} CPU-ms per frame"),
+            ("(d) lossless clip", plain["fps"], f"{plain['frames']} frames, {plain['repeats']} repeated"),
+            ("    the same with its middle half frozen", freeze["fps"],
+             f"{freeze['frames']} frames, {freeze['repeats']} repeated")]
     print()
     print(f"{'measurement':<48} {'frames/s':>9}  note")
     for name, value, note in rows:
         print(f"{name:<48} {value:>9.1f}  {note}")
     print()
-    print(f"b/a = {b_fps / a_fps:.1f}x   b/L = {b_fps / limit:.2f}   slowest stage: {bound} "
-          f"({stages[bound]:.1f} frames/s, {1000 / stages[bound]:.1f} of {1000 / limit:.1f} CPU-ms per frame)")
-    print(f"peak RSS: {rss_short / 2**20:.0f} MiB for {short} s, {rss_long / 2**20:.0f} MiB for {long_} s "
-          f"({long_frames} frames): ratio {rss_long / rss_short:.2f}")
+    print(f"start-up: {start['command']:.2f} s for a one-frame video vs {start['import_tensorflow']:.2f} s for "
+          f"`import tensorflow` alone: ratio {start['command'] / start['import_tensorflow']:.2f}")
+    print(f"b/a = {b['fps'] / a_fps:.1f}x (whole command {b['command_fps'] / a_fps:.1f}x)   b/B = "
+          f"{b['fps'] / budget:.2f} of the CPU budget   process-tree CPU while frames flow: {busy:.2f} of "
+          f"{cores} cores")
+    print(f"costliest stage: {bound} ({cpu_ms[bound]:.1f} of {sum(cpu_ms.values()):.1f} CPU-ms per frame); "
+          f"freeze: {freeze['fps'] / plain['fps']:.2f}x the frames/s of the same clip without it")
+    print(f"peak RSS: {b['rss'] / 2**20:.0f} MiB for {short} s, {long_run['rss'] / 2**20:.0f} MiB for {long_} s "
+          f"({long_run['frames']} frames): ratio {long_run['rss'] / b['rss']:.2f}")
     if args.json:
         args.json.write_text(json.dumps({
-            "book_fps": a_fps, "vidcam_fps": b_fps, "vidcam_command_fps": b_cmd_fps,
-            "stages": stages, "limit_fps": limit, "bound": bound,
-            "rss_short": rss_short, "rss_long": rss_long, "quick": args.quick,
+            "book_fps": a_fps, "vidcam_fps": b["fps"], "vidcam_command_fps": b["command_fps"],
+            "stages": stages, "cpu_ms": cpu_ms, "limit_fps": limit, "budget_fps": budget, "bound": bound,
+            "budget_fraction": b["fps"] / budget, "busy_cores_fraction": busy, "startup": start,
+            "freeze_speedup": freeze["fps"] / plain["fps"], "repeats": freeze["repeats"],
+            "rss_short": b["rss"], "rss_long": long_run["rss"], "quick": args.quick,
             **({"method": args.method} if method_args else {}),
         }, indent=1))
 
