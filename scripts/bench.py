@@ -211,14 +211,16 @@ def bench_startup(exe: str, work: Path, runs: int = 3) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short clips, few book frames: a smoke run for CI")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8, help="frames per engine call, in (b) and the engine stage")
+    ap.add_argument("--size", default="1280x720", help="the clips' frame size, WxH (default 1280x720)")
+    ap.add_argument("--skip-book", action="store_true", help="leave out (a), the book's way (slow on a CPU)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     from vidcam.cam.methods import method_names  # no TensorFlow
 
     ap.add_argument("--method", default="gradcam", choices=method_names(), metavar="METHOD",
                     help="CAM method of (b) and the engine stage (`vidcam methods`); (a) is always Grad-CAM")
     args = ap.parse_args()
-    method_args = [] if args.method == "gradcam" else ["--method", args.method]
+    method_args = ([] if args.method == "gradcam" else ["--method", args.method]) + ["--batch", str(args.batch)]
 
     from vidcam.media.ffmpeg_cmd import ffmpeg_exe
 
@@ -228,10 +230,10 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="vidcam-bench-") as d:
         work = Path(d)
-        clip = make_clip(exe, work / "clip720.mp4", short)
-        long_clip = make_clip(exe, work / "clip720_long.mp4", long_)
-        still = make_clip(exe, work / "lossless.mp4", short, freeze=(0, 0))
-        frozen = make_clip(exe, work / "lossless_freeze.mp4", short, freeze=(short / 4, short * 3 / 4))
+        clip = make_clip(exe, work / "clip.mp4", short, args.size)
+        long_clip = make_clip(exe, work / "clip_long.mp4", long_, args.size)
+        still = make_clip(exe, work / "lossless.mp4", short, args.size, freeze=(0, 0))
+        frozen = make_clip(exe, work / "lossless_freeze.mp4", short, args.size, freeze=(short / 4, short * 3 / 4))
         # The `vidcam video` runs come first, while this process is small: a child's peak RSS counts the pages
         # it shares with its parent when forked, so a parent holding TensorFlow and decoded frames inflates it.
         start = bench_startup(exe, work, runs=1 if args.quick else 3)
@@ -246,12 +248,16 @@ def main() -> None:
         load_tensorflow()
         clf = load_classifier()
         engine = CamEngine(clf, method=args.method)
-        print(f"machine: {platform.machine()}, {cores} cores, python {platform.python_version()}, "
-              f"load average {os.getloadavg()[0]:.1f}; clip: 1280x720, {short} s, 25 fps, AAC audio; "
-              f"model {clf.name}" + (f"; method {args.method} for (b) and the engine" if method_args else ""),
-              flush=True)
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        print(f"machine: {platform.machine()}, {cores} cores, "
+              f"{f'{len(gpus)} GPU ({gpus[0].name})' if gpus else 'no GPU'}, python {platform.python_version()}, "
+              f"TensorFlow {tf.__version__}, load average {os.getloadavg()[0]:.1f}; clip: {args.size}, {short} s, "
+              f"25 fps, AAC audio; model {clf.name}, batch {args.batch}"
+              + (f"; method {args.method} for (b) and the engine" if args.method != "gradcam" else ""), flush=True)
         stages, cpu_ms = bench_stages(exe, clip, engine, args.batch)
-        a_fps, a_frames = bench_book(exe, clip, work, clf, book_frames)
+        a_fps, a_frames = (float("nan"), 0) if args.skip_book else bench_book(exe, clip, work, clf, book_frames)
 
     limit = 1.0 / sum(1.0 / r for r in stages.values())
     budget = cores * 1000.0 / sum(cpu_ms.values())  # frames/s if every core did useful work all the time
@@ -289,7 +295,8 @@ def main() -> None:
             "budget_fraction": b["fps"] / budget, "busy_cores_fraction": busy, "startup": start,
             "freeze_speedup": freeze["fps"] / plain["fps"], "repeats": freeze["repeats"],
             "rss_short": b["rss"], "rss_long": long_run["rss"], "quick": args.quick,
-            **({"method": args.method} if method_args else {}),
+            "size": args.size, "batch": args.batch, "gpus": len(gpus),
+            **({"method": args.method} if args.method != "gradcam" else {}),
         }, indent=1))
 
 
