@@ -1002,8 +1002,10 @@ def _one_video(job: _VideoJob, src: Path, output: Path | None, labels_out: Path 
                report: Path | None = None) -> None:
     """One video in this process: a progress bar, then the summary (or its JSON, or just the output path)."""
     from vidcam.jobs.video import process_video
+    from vidcam.media.probe import prefetch
 
     _interrupt_on_sigterm()
+    prefetch(src, ffmpeg=job.ffmpeg)  # ffmpeg reads the file while TensorFlow imports
     load_tensorflow()
     bar = _Bar(src.name, job.quiet or job.json_out)
     try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -23,7 +25,7 @@ from vidcam.errors import FFmpegError, InputError
 from vidcam.media.ffmpeg_cmd import ffmpeg_exe, probe_args
 from vidcam.media.process import last_lines
 
-__all__ = ["VideoInfo", "AudioTrack", "Colour", "probe"]
+__all__ = ["VideoInfo", "AudioTrack", "Colour", "prefetch", "probe"]
 
 # A frame whose timestamp is further than this share of a frame period from the constant-rate grid makes
 # the video variable-frame-rate. Container rounding (29.97 fps in a 1/1000 time base) stays well below it.
@@ -341,6 +343,35 @@ def _audio_times(tracks: list[AudioTrack], streams: dict) -> tuple[AudioTrack, .
     return tuple(out)
 
 
+_prefetched: dict[tuple, Future] = {}
+
+
+def _prefetch_key(path: str | os.PathLike, exe: str) -> tuple:
+    st = os.stat(path)
+    return os.path.realpath(path), exe, st.st_size, st.st_mtime_ns
+
+
+def prefetch(path: str | os.PathLike, *, ffmpeg: str | None = None) -> None:
+    """Start :func:`probe` of ``path`` in a background thread: its ffmpeg run overlaps whatever the caller does
+    next (the CLI imports TensorFlow meanwhile). The next ``probe`` of the same unchanged file with the same
+    ffmpeg takes its result, or raises its error; anything that stops the prefetch leaves ``probe`` to do it."""
+    try:
+        exe = ffmpeg_exe(ffmpeg)
+        key = _prefetch_key(path, exe)
+    except (OSError, FFmpegError):
+        return
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(_probe(path, exe))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller of probe()
+            future.set_exception(e)
+
+    _prefetched[key] = future
+    threading.Thread(target=work, name="vidcam-probe", daemon=True).start()
+
+
 def probe(path: str | os.PathLike, *, ffmpeg: str | None = None) -> VideoInfo:
     """Describe a video file (one ffmpeg run; no ffprobe needed).
 
@@ -352,6 +383,17 @@ def probe(path: str | os.PathLike, *, ffmpeg: str | None = None) -> VideoInfo:
         InputError: missing, a directory, not a media file, a still image, audio only, or no frames.
         FFmpegError: the ffmpeg binary cannot be run.
     """
+    if _prefetched:
+        try:
+            future = _prefetched.pop(_prefetch_key(path, ffmpeg_exe(ffmpeg)), None)
+        except (OSError, FFmpegError):
+            future = None
+        if future is not None:
+            return future.result()
+    return _probe(path, ffmpeg)
+
+
+def _probe(path: str | os.PathLike, ffmpeg: str | None) -> VideoInfo:
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file: {path}")
