@@ -16,6 +16,7 @@ exact JSON.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
 import os
@@ -23,7 +24,7 @@ import re
 import sys
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -46,7 +47,15 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 from vidcam.cam.methods import REGISTRY, CamMethod, method_names  # noqa: E402
 from vidcam.cam.spec import ModelSpec  # noqa: E402
 from vidcam.cluster import ENGINES  # noqa: E402
-from vidcam.errors import EXIT_FAILURE, EXIT_SKIPPED, EXIT_USAGE, VidcamError, VidcamWarning  # noqa: E402
+from vidcam.errors import (  # noqa: E402
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_SKIPPED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    VidcamError,
+    VidcamWarning,
+)
 from vidcam.jobs.compare import DEFAULT_METHODS, CompareOptions, method_title  # noqa: E402
 from vidcam.jobs.evaluate import EvalOptions  # noqa: E402
 from vidcam.jobs.frames import FramesOptions  # noqa: E402
@@ -226,15 +235,17 @@ def handle_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return _run_showing_warnings(fn, args, kwargs)
+            with _sigterm_interrupts():
+                return _run_showing_warnings(fn, args, kwargs)
         except typer.Exit:
             raise
         except VidcamError as e:
             _err(_one_line(e))
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            _err("interrupted")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            terminated = isinstance(e, _Terminated)
+            _err("terminated" if terminated else "interrupted")
+            raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             # The reader went away (`vidcam models | head -1`): nothing to report. Point stdout at /dev/null so
             # the interpreter's final flush does not fail again.
@@ -245,10 +256,12 @@ def handle_errors(fn: Callable) -> Callable:
             except (OSError, ValueError, AttributeError):
                 pass
             raise typer.Exit(EXIT_FAILURE) from None
-        except MemoryError:
-            _err("out of memory: try a smaller --batch")
-            raise typer.Exit(EXIT_FAILURE) from None
         except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
+            from vidcam.memory import describe, is_out_of_memory
+
+            if is_out_of_memory(e):  # MemoryError, TensorFlow's ResourceExhaustedError, an unmappable library...
+                _err(describe(e))
+                raise typer.Exit(EXIT_FAILURE) from None
             if os.environ.get("VIDCAM_DEBUG"):
                 raise
             _err(f"unexpected {type(e).__name__}: {_one_line(e)} (set VIDCAM_DEBUG=1 for details)")
@@ -261,22 +274,39 @@ def load_tensorflow() -> None:
     """Import TensorFlow with its C++ start-up logging (which ignores TF_CPP_MIN_LOG_LEVEL) kept off stderr."""
     if "tensorflow" in sys.modules:
         return
+    from vidcam.memory import check_headroom, economize
     from vidcam.quiet import muted_stderr
 
+    check_headroom()  # under `ulimit -v`: refuse now rather than abort inside TensorFlow's C++ start-up
+    economize()
     with muted_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # device discovery logs too
 
 
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM (a `kill`, a CI timeout) unwinds like Ctrl-C: temporary outputs removed, ffmpeg children killed."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that every clean-up runs for it too."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM (a `kill`, a CI timeout) unwinds like Ctrl-C: temporary outputs removed, ffmpeg
+    children killed, then exit 143. The previous handler comes back after (the CLI may run inside a test)."""
     import signal
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise _Terminated
 
-    signal.signal(signal.SIGTERM, handler)
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- choices, from the library's registries --------------------------------------------------------------------
@@ -1004,7 +1034,6 @@ def _one_video(job: _VideoJob, src: Path, output: Path | None, labels_out: Path 
     from vidcam.jobs.video import process_video
     from vidcam.media.probe import prefetch
 
-    _interrupt_on_sigterm()
     prefetch(src, ffmpeg=job.ffmpeg)  # ffmpeg reads the file while TensorFlow imports
     load_tensorflow()
     bar = _Bar(src.name, job.quiet or job.json_out)
@@ -1094,7 +1123,6 @@ def _many_videos(job: _VideoJob, files: list[Path], output: Path | None, many: b
 
     labels_format, labels_out = labels
     remote = executor.name != "local"
-    _interrupt_on_sigterm()
     if not remote:  # with Ray, the workers load TensorFlow, not this process
         load_tensorflow()
     bars = _VideoBars(files, job.quiet or job.json_out or remote)
@@ -1247,7 +1275,6 @@ def frames_cmd(
         labels_out=labels_out, to_video=to_video, fps=fps, report=report, overwrite=overwrite,
     )
     executor = executor_for(engine.value, address=address)
-    _interrupt_on_sigterm()
     load_tensorflow()
     bar = _Bar(directory.name or str(directory), quiet)
     try:

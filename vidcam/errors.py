@@ -11,6 +11,8 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_USAGE",
     "EXIT_SKIPPED",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "VidcamError",
     "UsageError",
     "InputError",
@@ -19,6 +21,7 @@ __all__ = [
     "LayerError",
     "FFmpegError",
     "OutputError",
+    "OutOfMemoryError",
     "VidcamWarning",
 ]
 
@@ -26,6 +29,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_SKIPPED = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (the shell's 128 + SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), after the same clean-up as Ctrl-C
 
 
 class VidcamError(Exception):
@@ -62,6 +67,10 @@ class FFmpegError(VidcamError):
 
 class OutputError(VidcamError):
     """An output cannot be written (exists, unwritable, same as the input, disk full)."""
+
+
+class OutOfMemoryError(VidcamError):
+    """Memory or address space ran out (``ulimit -v``, a batch too big for the machine)."""
 
 
 class VidcamWarning(UserWarning):

@@ -56,8 +56,14 @@ class Pipeline:
             self._threads.append(threading.Thread(target=self._transform, args=(fn, i), name=f"{name}-stage{i + 1}",
                                                   daemon=True))
         self._finished = False
-        for t in self._threads:
-            t.start()
+        try:
+            for t in self._threads:
+                t.start()
+        except BaseException:
+            # A thread that cannot start (no address space left for its stack, say): stop those that did and
+            # raise this error, not a later "cannot join thread before it is started" from close().
+            self.close()
+            raise
 
     # -- queue operations that give up when the pipeline stops ------------------------------------------------
 
@@ -125,7 +131,8 @@ class Pipeline:
         if early and self._on_stop is not None:
             self._on_stop()
         for t in self._threads:
-            t.join(timeout=timeout)
+            if t.ident is not None:  # started
+                t.join(timeout=timeout)
 
     def __enter__(self) -> Pipeline:
         return self
