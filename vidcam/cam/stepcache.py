@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from vidcam.cam.engine import CamEngine
 from vidcam.cam.methods import CamMethod, get_method
 from vidcam.errors import VidcamWarning
+from vidcam.media.files import content_sha256
 from vidcam.models.efficientnet_lite import cache_dir
 from vidcam.models.groups import ClassGroups
 from vidcam.models.zoo import ZOO, Classifier
@@ -57,20 +58,6 @@ def _enabled() -> bool:
     return os.environ.get("VIDCAM_STEP_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _content(path: str | os.PathLike) -> str:
-    st = os.stat(path)
-    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
-
-
 @lru_cache(maxsize=1)
 def _code_hash() -> str:
     root = Path(__file__).resolve().parents[1]
@@ -87,9 +74,9 @@ def _model_identity(spec: ModelSpec) -> dict[str, str] | None:
         weights = spec.weights or ZOO[spec.model].weights_file(True)
         if weights is None or not os.path.isfile(weights):
             return None  # the build will say what is missing
-        return {"zoo": spec.model, "weights_sha256": _content(weights)}
+        return {"zoo": spec.model, "weights_sha256": content_sha256(weights)}
     if str(spec.model).lower().endswith(".keras") and os.path.isfile(spec.model):
-        return {"keras_sha256": _content(spec.model)}
+        return {"keras_sha256": content_sha256(spec.model)}
     return None
 
 

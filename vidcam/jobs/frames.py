@@ -24,7 +24,6 @@ recorded in ``OUTDIR/.vidcam-frames-outputs.json``): running the same command ag
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -45,6 +44,7 @@ from vidcam.jobs.executors import Executor, ItemResult, LocalExecutor
 from vidcam.jobs.labels import label_kind, write_frame_labels, write_lines_atomic
 from vidcam.jobs.report import report_paths, write_frames_report
 from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
+from vidcam.media.files import content_sha256
 from vidcam.media.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media.outputs import (
     atomic_output,
@@ -242,21 +242,6 @@ def read_journal(path: Path) -> dict[str, dict]:
     return entries
 
 
-@functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """A file's sha256, computed once per run for each (path, size, mtime) seen."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _content(path: str | os.PathLike) -> str:
-    st = os.stat(path)
-    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
-
-
 def _model_files(model: ModelLike, engine: CamEngine) -> dict[str, str]:
     """The contents (sha256) of the files a result depends on: a ``.keras`` model and a weights file.
 
@@ -267,9 +252,9 @@ def _model_files(model: ModelLike, engine: CamEngine) -> dict[str, str]:
     files = {}
     try:
         if str(name).lower().endswith(".keras") and os.path.isfile(name):
-            files["model_sha256"] = _content(name)
+            files["model_sha256"] = content_sha256(name)
         if spec is not None and spec.weights:
-            files["weights_sha256"] = _content(spec.weights)
+            files["weights_sha256"] = content_sha256(spec.weights)
     except OSError as e:
         raise InputError(f"cannot read {e.filename}: {e.strerror or e}") from None
     return files
