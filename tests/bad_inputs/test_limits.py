@@ -36,6 +36,20 @@ from vidcam.memory import tensorflow_needs
 GIB = 1024**3
 
 
+_SPAWNED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test():
+    """A run a failing test left behind (say, one whose held decoder waits for it) is killed with the test."""
+    yield
+    while _SPAWNED:
+        p = _SPAWNED.pop()
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 def _spawn(args: list, *, limit: int | None = None, cwd: Path | None = None) -> subprocess.Popen:
     def child() -> None:
         if limit is not None:
@@ -43,9 +57,11 @@ def _spawn(args: list, *, limit: int | None = None, cwd: Path | None = None) -> 
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("VIDCAM_DEBUG", None)
-    return subprocess.Popen([sys.executable, "-m", "vidcam", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env, cwd=cwd,
-                            preexec_fn=child, start_new_session=True)
+    p = subprocess.Popen([sys.executable, "-m", "vidcam", *map(str, args)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env, cwd=cwd,
+                         preexec_fn=child, start_new_session=True)
+    _SPAWNED.append(p)
+    return p
 
 
 def _running_with(text: str) -> list[str]:
