@@ -44,11 +44,12 @@ def make_clip(exe: str, path: Path, seconds: float, size: str = "1280x720", rate
               freeze: tuple[float, float] | None = None) -> Path:
     """A testsrc2 clip with a sine track; ``freeze=(a, b)``: the picture held from a to b seconds. Clips made for
     the freeze comparison are lossless (``freeze=(0, 0)`` for none), so a held picture decodes to the same pixels
-    each frame, as a screen recorder's repeated frames do."""
+    each frame, as a screen recorder's repeated frames do (x264's lossy frames of a held picture all differ a
+    little: it keeps refining them)."""
     video = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
     graph = []
-    if freeze is not None:
-        video += ["-qp", "0"]
+    if freeze is not None:  # lossless at ultrafast (CAVLC): it decodes at about the cost of the lossy clip
+        video = ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p"]
         if freeze[1] > freeze[0]:
             first, last = round(freeze[0] * rate), round(freeze[1] * rate) - 1
             graph = ["-filter_complex", f"[0:v]split[a][b];[a][b]freezeframes=first={first}:last={last}:"
