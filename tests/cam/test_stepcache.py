@@ -129,6 +129,7 @@ def test_post_step_methods_and_a_disabled_cache_write_nothing(cache, tmp_path, t
     path = _save(tiny_nested, tmp_path / "m.keras")
     assert cache_key(ModelSpec(path, method="scorecam")) is None  # its map needs forward passes after the step
     ModelSpec(path, method="scorecam").build()
+    assert cache_key(ModelSpec(path, unsafe=True)) is None  # safe mode must refuse a Lambda file every time
     monkeypatch.setenv("VIDCAM_STEP_CACHE", "0")
     assert cache_key(ModelSpec(path)) is None
     ModelSpec(path).build()

@@ -380,34 +380,45 @@ def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
     work = tmp_path / "work"
     work.mkdir()
     out = work / "heat.mp4"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "1"}  # stacks on SIGABRT, below
     p = subprocess.Popen([sys.executable, "-m", "vidcam", "video", str(src), "-o", str(out), "-m", str(tiny_keras),
                           "--labels-out", str(work / "labels.csv"), "--batch", "2", "--preset", "medium",
                           "--ffmpeg", str(_held_decoder(tmp_path))],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 180
-    # Every frame decoded (so encoding has begun), the run held open: the signal lands mid-run, always.
-    while not (tmp_path / "decoded").exists() or not list(work.glob(".heat.*.part.mp4")):
-        assert p.poll() is None, p.communicate()
-        assert time.monotonic() < deadline, "the run never got to encoding"
-        time.sleep(0.02)
-    p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode != 0, err
-    assert not out.exists() and not (work / "labels.csv").exists()
-    if sig == signal.SIGINT:
-        assert p.returncode == 130 and b"vidcam: error: interrupted" in err and b"Traceback" not in err
-        assert not list(work.iterdir())  # temporary files removed too
-        deadline = time.monotonic() + 30
-        while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
-            time.sleep(0.1)  # killed: gone as soon as the kernel has reaped them
-        assert not _ffmpeg_children_with(str(src))  # the ffmpeg children (the held decoder too) were killed
-    else:
-        # kill -9 gives vidcam no chance to clean up: a hidden .part file may stay, never the final name.
-        deadline = time.monotonic() + 30
-        while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
-            time.sleep(0.1)  # the children exit on their own once their pipes close (or their parent is gone)
-        assert not _ffmpeg_children_with(str(src))
+    try:
+        deadline = time.monotonic() + 180
+        # Every frame decoded (so encoding has begun), the run held open: the signal lands mid-run, always.
+        while not (tmp_path / "decoded").exists() or not list(work.glob(".heat.*.part.mp4")):
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "the run never got to encoding"
+            time.sleep(0.02)
+        p.send_signal(sig)
+        try:
+            _, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # a hang: show where every thread of the run is, then fail
+            p.send_signal(signal.SIGABRT)
+            _, err = p.communicate(timeout=60)
+            raise AssertionError(f"the run did not stop within 60 s of {sig.name}; its threads: "
+                                 f"{err.decode(errors='replace')[-6000:]}") from None
+        assert p.returncode != 0, err
+        assert not out.exists() and not (work / "labels.csv").exists()
+        if sig == signal.SIGINT:
+            assert p.returncode == 130 and b"vidcam: error: interrupted" in err and b"Traceback" not in err
+            assert not list(work.iterdir())  # temporary files removed too
+            deadline = time.monotonic() + 30
+            while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
+                time.sleep(0.1)  # killed: gone as soon as the kernel has reaped them
+            assert not _ffmpeg_children_with(str(src))  # the ffmpeg children (the held decoder too) were killed
+        else:
+            # kill -9 gives vidcam no chance to clean up: a hidden .part file may stay, never the final name.
+            deadline = time.monotonic() + 30
+            while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
+                time.sleep(0.1)  # the children exit on their own once their pipes close (or their parent is gone)
+            assert not _ffmpeg_children_with(str(src))
+    finally:  # a failed check never leaves the held run behind (its decoder would keep it alive)
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
 
 
 def test_animated_gif_and_non_square_pixels(engine, tmp_path):

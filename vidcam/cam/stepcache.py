@@ -82,8 +82,8 @@ def _model_identity(spec: ModelSpec) -> dict[str, str] | None:
 
 def cache_key(spec: ModelSpec) -> str | None:
     """The cache entry's name for ``spec``, or None when its step is not cached (a post-step method, a model whose
-    content cannot be hashed, the cache turned off)."""
-    if not _enabled():
+    content cannot be hashed, a model loaded with ``unsafe``, the cache turned off)."""
+    if not _enabled() or spec.unsafe:  # a file that needs --unsafe is refused without it, cached or not
         return None
     method = get_method(spec.method)
     if method.post_step is not CamMethod.post_step:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -124,15 +125,19 @@ class Pipeline:
                 raise item.exc
             yield item
 
-    def close(self, timeout: float = 60) -> None:
-        """Stop every thread (unblocking the source with ``on_stop`` when stopping early) and join them."""
+    def close(self, timeout: float = 60, early_timeout: float = 10) -> None:
+        """Stop every thread (unblocking the source with ``on_stop`` when stopping early) and join them.
+
+        Stopping early (an error, Ctrl-C, SIGTERM), all of them get ``early_timeout`` seconds in all: a thread
+        stuck in a long call is left behind (the threads are daemons) rather than holding the stop up."""
         early = not self._finished and not self._stop.is_set()
         self._stop.set()
         if early and self._on_stop is not None:
             self._on_stop()
+        deadline = time.monotonic() + (early_timeout if early else timeout)
         for t in self._threads:
             if t.ident is not None:  # started
-                t.join(timeout=timeout)
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Pipeline:
         return self
