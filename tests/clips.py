@@ -97,3 +97,23 @@ def save_tiny_keras(model, path: Path, names: list[str]) -> Path:
     model.save(path)
     save_classifier_metadata(path, {"class_names": names, "preprocess": "unit", "fit": "squash"})
     return path
+
+
+def held_decoder(folder: Path) -> Path:
+    """An ffmpeg whose decoding run (raw RGB frames to vidcam) says so in ``folder/decoded`` once every frame is
+    out, then keeps its pipe open until its parent dies: the run cannot finish, so a signal always lands mid-run (a
+    test that waits for output to grow and hopes the run is still going fails under load). Every other ffmpeg run
+    (probing, encoding) is the real one, unchanged."""
+    wrapper = folder / "ffmpeg-held"
+    wrapper.write_text(f"""#!/bin/sh
+case "$*" in
+  *rawvideo*)
+    '{ffmpeg()}' "$@" || exit $?
+    touch '{folder}/decoded'
+    while kill -0 $PPID 2>/dev/null; do sleep 0.05; done
+    exit 0 ;;
+esac
+exec '{ffmpeg()}' "$@"
+""")
+    wrapper.chmod(0o755)
+    return wrapper

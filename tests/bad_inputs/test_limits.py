@@ -30,6 +30,7 @@ from bad_support import (
     tiny_keras,
     write_png,
 )
+from clips import held_decoder
 
 from vidcam.memory import tensorflow_needs
 
@@ -240,32 +241,13 @@ def test_sigterm_stops_an_evaluation_and_writes_no_report(tmp_path):
     assert list(work.iterdir()) == []
 
 
-def _held_decoder(folder: Path) -> Path:
-    """An ffmpeg whose decoding run (raw frames to vidcam) touches a file once every frame is out, then holds
-    its pipe open until its parent dies: the run cannot finish, so the signal lands mid-run. Encoding and
-    probing are the real ffmpeg, unchanged."""
-    wrapper = folder / "ffmpeg-held"
-    wrapper.write_text(f"""#!/bin/sh
-case "$*" in
-  *rawvideo*)
-    '{ffmpeg()}' "$@" || exit $?
-    touch '{folder}/decoded'
-    while kill -0 $PPID 2>/dev/null; do sleep 0.05; done
-    exit 0 ;;
-esac
-exec '{ffmpeg()}' "$@"
-""")
-    wrapper.chmod(0o755)
-    return wrapper
-
-
 @pytest.mark.timeout(300)
 def test_sigterm_stops_a_video_and_both_ffmpeg_processes(tmp_path):
     src = make_video(tmp_path / "src.mp4", size="160x120", seconds=1)
     work = tmp_path / "work"
     work.mkdir()
     p = _spawn(["video", src, "-o", work / "heat.mp4", "-m", tiny_keras(), "--labels-out", work / "labels.csv",
-                "--batch", "2", "--ffmpeg", _held_decoder(tmp_path)])
+                "--batch", "2", "--ffmpeg", held_decoder(tmp_path)])
     deadline = time.monotonic() + 240
     # Every frame decoded (the held decoder's shell waits), the encoder running: the only ffmpeg left in the group.
     while not (tmp_path / "decoded").exists() or not any(" -i pipe:" in c for c in _running_with(str(work))):

@@ -16,7 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import audio_codecs, decoded_frames, frame_at, frame_times, make_clip, run, save_tiny_keras, stream_dump
+from clips import (
+    audio_codecs,
+    decoded_frames,
+    frame_at,
+    frame_times,
+    held_decoder,
+    make_clip,
+    run,
+    save_tiny_keras,
+    stream_dump,
+)
 from clips import ffmpeg as clips_ffmpeg
 from conftest import ROOT, classifier_for
 from typer.testing import CliRunner
@@ -354,26 +364,6 @@ def _ffmpeg_children_with(text: str) -> list[int]:
     return found
 
 
-def _held_decoder(folder: Path) -> Path:
-    """An ffmpeg whose decoding run (raw RGB frames to vidcam) says so in a file once every frame is out, then
-    keeps its pipe open until its parent dies: the run cannot finish, so a signal always lands mid-run (a test
-    that waits for output to grow and hopes the run is still going fails under load). Every other ffmpeg run
-    (probing, encoding) is the real one, unchanged."""
-    wrapper = folder / "ffmpeg-held"
-    wrapper.write_text(f"""#!/bin/sh
-case "$*" in
-  *rawvideo*)
-    '{clips_ffmpeg()}' "$@" || exit $?
-    touch '{folder}/decoded'
-    while kill -0 $PPID 2>/dev/null; do sleep 0.05; done
-    exit 0 ;;
-esac
-exec '{clips_ffmpeg()}' "$@"
-""")
-    wrapper.chmod(0o755)
-    return wrapper
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
     src = make_clip(tmp_path / "src.mp4", seconds=2, size="160x120")
@@ -383,7 +373,7 @@ def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "1"}  # stacks on SIGABRT, below
     p = subprocess.Popen([sys.executable, "-m", "vidcam", "video", str(src), "-o", str(out), "-m", str(tiny_keras),
                           "--labels-out", str(work / "labels.csv"), "--batch", "2", "--preset", "medium",
-                          "--ffmpeg", str(_held_decoder(tmp_path))],
+                          "--ffmpeg", str(held_decoder(tmp_path))],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 180
