@@ -364,6 +364,13 @@ def _ffmpeg_children_with(text: str) -> list[int]:
     return found
 
 
+def _ctrl_c_as_a_terminal_sends() -> None:
+    """SIGINT back to its default in the child: a test run started in the background by a shell without job
+    control (``./scripts/test &``) ignores SIGINT, and the children inherit that, so Python would install no
+    KeyboardInterrupt handler and the run would rightly ignore the signal, as background jobs do."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
     src = make_clip(tmp_path / "src.mp4", seconds=2, size="160x120")
@@ -374,7 +381,8 @@ def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
     p = subprocess.Popen([sys.executable, "-m", "vidcam", "video", str(src), "-o", str(out), "-m", str(tiny_keras),
                           "--labels-out", str(work / "labels.csv"), "--batch", "2", "--preset", "medium",
                           "--ffmpeg", str(held_decoder(tmp_path))],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                         preexec_fn=_ctrl_c_as_a_terminal_sends)
     try:
         deadline = time.monotonic() + 180
         # Every frame decoded (so encoding has begun), the run held open: the signal lands mid-run, always.
