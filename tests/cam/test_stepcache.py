@@ -76,6 +76,11 @@ def test_the_default_model_grouped_is_cached_with_its_groups(cache, lite0_engine
     cat = cv2.resize(cv2.imread(str(CHELSEA))[..., ::-1], (224, 224), interpolation=cv2.INTER_AREA)[None]
     _same(built, cached, cat)
     assert cached.run(cat).class_ids[0] == 0  # cat
+    ready = ModelSpec("cats_dogs")  # the zoo's grouped model is cached too, under its own name
+    ready.build()
+    from_cache = ready.build()
+    assert isinstance(from_cache, CachedEngine) and from_cache.classifier.class_names == ["cat", "dog", "other"]
+    _same(built, from_cache, cat)
 
 
 def test_a_retrained_model_at_the_same_path_is_not_served_from_the_cache(cache, tmp_path, tiny_nested, tiny_flat,

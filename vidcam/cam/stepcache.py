@@ -36,7 +36,7 @@ from vidcam.errors import VidcamWarning
 from vidcam.media.files import content_sha256
 from vidcam.models.efficientnet_lite import cache_dir
 from vidcam.models.groups import ClassGroups
-from vidcam.models.zoo import ZOO, Classifier
+from vidcam.models.zoo import GROUPED_MODELS, ZOO, Classifier
 from vidcam.version import __version__
 
 if TYPE_CHECKING:
@@ -70,8 +70,9 @@ def _code_hash() -> str:
 
 def _model_identity(spec: ModelSpec) -> dict[str, str] | None:
     """The contents the step depends on, or None when they cannot be known (then nothing is cached)."""
-    if spec.model in ZOO:
-        weights = spec.weights or ZOO[spec.model].weights_file(True)
+    base = GROUPED_MODELS[spec.model].base if spec.model in GROUPED_MODELS else spec.model  # cats_dogs: lite0's
+    if base in ZOO:
+        weights = spec.weights or ZOO[base].weights_file(True)
         if weights is None or not os.path.isfile(weights):
             return None  # the build will say what is missing
         return {"zoo": spec.model, "weights_sha256": content_sha256(weights)}

@@ -11,7 +11,6 @@ weights) and checked before every load: a damaged cache is rebuilt with one :cla
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcam.errors import VidcamWarning, WeightsError
+from vidcam.media.files import content_sha256
 from vidcam.media.outputs import atomic_output
 
 __all__ = ["LITE_VARIANTS", "build_efficientnet_lite", "convert_state_dict", "load_pretrained", "cache_dir"]
@@ -214,11 +214,8 @@ def source_weights_path(name: str) -> Path | None:
 
 def _file_hash(path: Path, *, full: bool = False) -> str:
     """sha256 of a file: its first 16 hex digits (a cache key), or all of them (``full``, a checksum)."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest() if full else h.hexdigest()[:16]
+    digest = content_sha256(path)
+    return digest if full else digest[:16]
 
 
 def load_pretrained(model, name: str, weights: str | Path | None = None) -> None:
