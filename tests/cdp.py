@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -145,3 +146,10 @@ class Browser:
         self.reader.join(timeout=10)
         self.proc.stderr.close()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def timeline_data(page) -> dict:
+    """The timeline data a vidcam report page embeds (its ``timeline-data`` JSON script)."""
+    text = page.read_text(encoding="utf-8")
+    return json.loads(re.search(r'<script type="application/json" id="timeline-data">(.*?)</script>', text,
+                                re.S).group(1))

@@ -38,15 +38,20 @@ def lite0_engine(lite0):
     return CamEngine(lite0)
 
 
-def _tiny_base(size: int = 32, name: str = "base"):
-    import keras
+def _tiny_features(inp):
+    """conv1 -> pool1 -> conv2: the feature layers every tiny test model shares."""
     from keras import layers
 
-    inp = keras.Input((size, size, 3))
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
     x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
-    return keras.Model(inp, x, name=name)
+    return layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+
+
+def _tiny_base(size: int = 32, name: str = "base"):
+    import keras
+
+    inp = keras.Input((size, size, 3))
+    return keras.Model(inp, _tiny_features(inp), name=name)
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +62,7 @@ def tiny_flat():
 
     keras.utils.set_random_seed(7)
     inp = keras.Input((32, 32, 3))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = _tiny_features(inp)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     out = layers.Dense(3, activation="softmax", name="predictions")(x)
     return keras.Model(inp, out, name="tiny_flat")
@@ -73,9 +76,7 @@ def tiny_flatten():
 
     keras.utils.set_random_seed(3)
     inp = keras.Input((32, 32, 3))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inp)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = _tiny_features(inp)
     out = layers.Dense(3, name="logits")(layers.Flatten()(x))
     return keras.Model(inp, out, name="tiny_flatten")
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 import csv
 import functools
 import http.server
-import json
 import re
 import threading
-from pathlib import Path
 from urllib.parse import unquote
 
 import cv2
 import pytest
-from cdp import Browser, chromium
+from cdp import Browser, chromium, timeline_data
 from clips import save_tiny_keras
 from conftest import classifier_for
 from test_frames import extract
@@ -56,19 +54,13 @@ def made(folder, tiny_flat, tmp_path_factory):
     return s, d / "pages" / "frames.html", d / "results"
 
 
-def _data(page: Path) -> dict:
-    text = page.read_text(encoding="utf-8")
-    return json.loads(re.search(r'<script type="application/json" id="timeline-data">(.*?)</script>', text,
-                                re.S).group(1))
-
-
 def test_the_frames_report_is_one_self_contained_page_and_a_png(made):
     s, page, results = made
     assert s.report == str(page) and s.as_dict()["report"] == str(page)
     text = page.read_text(encoding="utf-8")
     assert not re.search(r'(src|href)="(https?:)?//', text) and "<script src" not in text
     assert "<video" not in text and 'id="frame"' in text
-    d = _data(page)
+    d = timeline_data(page)
     assert d["unit"] == "frame" and d["video"] is None and d["t"] == list(range(N)) and d["duration"] == N
     assert d["stability"] == [None] * N and d["cuts"] == []
     # One point per frame: each frame's top-1 from the labels file, and its result picture by a relative path.
@@ -95,7 +87,7 @@ def test_a_second_run_rewrites_its_report_and_others_are_not_replaced(made, fold
     s, page, results = made
     engine = CamEngine(classifier_for(tiny_flat, NAMES))
     again = label_frames(folder, results, model=engine, options=FramesOptions(report=page))  # a resume
-    assert again.reused == N and again.report == str(page) and len(_data(page)["t"]) == N
+    assert again.reused == N and again.report == str(page) and len(timeline_data(page)["t"]) == N
     (tmp_path / "mine.png").write_bytes(b"mine")
     with pytest.raises(OutputError, match="mine.png"):
         label_frames(folder, results, model=engine, options=FramesOptions(report=tmp_path / "mine.html"))
@@ -112,8 +104,8 @@ def test_cli_frames_report(folder, tiny_flat, tmp_path):
                                  "--report", str(tmp_path / "out" / "frames.html")])
     assert r.exit_code == 0, r.output
     assert f"report -> {tmp_path / 'out' / 'frames.html'}" in r.stdout
-    assert len(_data(tmp_path / "out" / "frames.html")["frames"]) == N
-    assert _data(tmp_path / "out" / "frames.html")["frames"][0] == "result_0001.jpg"
+    assert len(timeline_data(tmp_path / "out" / "frames.html")["frames"]) == N
+    assert timeline_data(tmp_path / "out" / "frames.html")["frames"][0] == "result_0001.jpg"
     r = CliRunner().invoke(app, ["frames", str(folder), "-o", str(tmp_path / "o2"), "-m", str(model),
                                  "--report", str(tmp_path / "x.txt")])
     assert r.exit_code == 2 and ".html" in r.stderr and "Traceback" not in r.output
@@ -128,7 +120,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
                     "(apt-get install chromium)")
 def test_the_frames_report_in_a_real_browser(made):
     _, page_path, _ = made
-    d = _data(page_path)
+    d = timeline_data(page_path)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
         _Quiet, directory=page_path.parent.parent))
     threading.Thread(target=server.serve_forever, daemon=True).start()

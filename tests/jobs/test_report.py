@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import http.server
 import io
-import json
 import re
 import subprocess
 import threading
@@ -15,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from cdp import Browser, chromium
+from cdp import Browser, chromium, timeline_data
 from clips import save_tiny_keras
 from conftest import classifier_for
 from test_temporal import CUT_AT, make_cut_clip, shot
@@ -46,12 +45,6 @@ def made(clip, tiny_flat, tmp_path_factory):
     return s, d / "pages" / "report.html", d / "video" / "cut.mp4"
 
 
-def _data(page: Path) -> dict:
-    text = page.read_text(encoding="utf-8")
-    return json.loads(re.search(r'<script type="application/json" id="timeline-data">(.*?)</script>', text,
-                                re.S).group(1))
-
-
 def test_the_report_is_one_self_contained_page_and_a_png(made):
     s, page, video = made
     assert s.report == str(page) and s.as_dict()["report"] == str(page)
@@ -60,7 +53,7 @@ def test_the_report_is_one_self_contained_page_and_a_png(made):
     # No network: nothing is fetched from elsewhere (the SVG namespace is a name, not a fetch).
     assert not re.search(r'(src|href)="(https?:)?//', text) and "<link rel=\"stylesheet\"" not in text
     assert "<script src" not in text
-    d = _data(page)
+    d = timeline_data(page)
     assert len(d["t"]) == len(d["p"]) == len(d["shown"]) == len(d["stability"]) == s.frames == 50
     assert d["cuts"] == [CUT_AT] and d["stability"][0] is None and d["changes"][0] == 0
     assert d["t"] == sorted(d["t"]) and d["t"][CUT_AT] == pytest.approx(1.0)
@@ -185,7 +178,7 @@ def _ffprobe_duration(path: Path) -> float:
 @pytest.mark.skipif(not Path("/usr/bin/ffprobe").exists(), reason="no /usr/bin/ffprobe (Debian's ffmpeg)")
 def test_the_report_in_a_real_browser(made, served):
     s, page_path, video = made
-    d = _data(page_path)
+    d = timeline_data(page_path)
     thumbs = page_path.read_text(encoding="utf-8").count("<figure data-frame=")
     with Browser() as page:
         page.call("Page.navigate", url=served)
