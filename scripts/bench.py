@@ -8,7 +8,8 @@ One command, one run, one generated clip (720p, 10 s, 25 fps, with audio), the d
     .venv/bin/python scripts/bench.py --method ablationcam   # (b) and the engine stage with another CAM method
 
 Prints a table of frames/s:
-  (a) the book's way: ffmpeg -> JPEG frames -> per-image Grad-CAM with tf-keras-vis at batch 1 -> JPEG -> ffmpeg
+  (a) the book's way: ffmpeg -> JPEG frames -> per-image Grad-CAM with tf-keras-vis at batch 1 -> JPEG -> ffmpeg,
+      in its own process with TensorFlow as installed, and again (75 frames) with oneDNN on as vidcam runs it
   (b) `vidcam video` end to end (the streaming pipeline), and the whole command with its start-up
   (c) each stage alone (decode + fit to the model, engine, render, encode) with its CPU-ms per frame (ffmpeg's
       and every thread's included), the pipeline limit L = 1 / sum(1 / stage rate) (stages one after another)
@@ -34,6 +35,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's settings as installed, before importing vidcam turns oneDNN on (vidcam/__init__.py): the book's way
+# runs with them, as the book's reader would run it.
+TF_ENV = {k: os.environ.get(k) for k in ("TF_ENABLE_ONEDNN_OPTS",)}
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -72,6 +76,42 @@ def cpu_seconds() -> float:
 
 def rate(frames: int, seconds: float) -> float:
     return frames / seconds if seconds > 0 else float("inf")
+
+
+def tf_env(onednn: bool | None) -> dict[str, str]:
+    """This process's environment with TensorFlow's settings as installed (None) or oneDNN forced on/off."""
+    env = dict(os.environ)
+    for k, v in TF_ENV.items():
+        env.pop(k, None)
+        if v is not None:
+            env[k] = v
+    if onednn is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn else "0"
+    return env
+
+
+def book_in_child(clip: Path, work: Path, max_frames: int | None, onednn: bool | None) -> tuple[float, int]:
+    """(a) in a fresh process whose TensorFlow has the settings of :func:`tf_env` (vidcam's own are on here)."""
+    work.mkdir()
+    out = subprocess.run([sys.executable, __file__, "--book-child", str(clip), str(work), str(max_frames or 0)],
+                         env=tf_env(onednn), check=True, capture_output=True, text=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["fps"], r["frames"]
+
+
+def book_child(clip: Path, work: Path, max_frames: int) -> None:
+    from vidcam.cli import load_tensorflow
+    from vidcam.models.zoo import load_classifier
+
+    for k, v in TF_ENV.items():  # importing vidcam set its defaults: back to what this process was given
+        os.environ.pop(k, None)
+        if v is not None:
+            os.environ[k] = v
+    load_tensorflow()
+    from vidcam.media.ffmpeg_cmd import ffmpeg_exe
+
+    fps, frames = bench_book(ffmpeg_exe(), clip, work, load_classifier(), max_frames or None)
+    print(json.dumps({"fps": fps, "frames": frames}))
 
 
 def bench_book(exe: str, clip: Path, work: Path, model, max_frames: int | None) -> tuple[float, int]:
@@ -210,6 +250,8 @@ def bench_startup(exe: str, work: Path, runs: int = 3) -> dict:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--book-child"]:
+        return book_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short clips, few book frames: a smoke run for CI")
     ap.add_argument("--batch", type=int, default=8, help="frames per engine call, in (b) and the engine stage")
@@ -252,20 +294,24 @@ def main() -> None:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
+        onednn = "on" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1" else "as installed"
         print(f"machine: {platform.machine()}, {cores} cores, "
               f"{f'{len(gpus)} GPU ({gpus[0].name})' if gpus else 'no GPU'}, python {platform.python_version()}, "
-              f"TensorFlow {tf.__version__}, load average {os.getloadavg()[0]:.1f}; clip: {args.size}, {short} s, "
-              f"25 fps, AAC audio; model {clf.name}, batch {args.batch}"
+              f"TensorFlow {tf.__version__} (oneDNN {onednn}), load average {os.getloadavg()[0]:.1f}; "
+              f"clip: {args.size}, {short} s, 25 fps, AAC audio; model {clf.name}, batch {args.batch}"
               + (f"; method {args.method} for (b) and the engine" if args.method != "gradcam" else ""), flush=True)
         stages, cpu_ms = bench_stages(exe, clip, engine, args.batch)
-        a_fps, a_frames = (float("nan"), 0) if args.skip_book else bench_book(exe, clip, work, clf, book_frames)
+        nan = (float("nan"), 0)
+        a_fps, a_frames = nan if args.skip_book else book_in_child(clip, work / "book", book_frames, None)
+        a1_fps, a1_frames = nan if args.skip_book else book_in_child(clip, work / "book1", book_frames or 75, True)
 
     limit = 1.0 / sum(1.0 / r for r in stages.values())
     budget = cores * 1000.0 / sum(cpu_ms.values())  # frames/s if every core did useful work all the time
     bound = max(cpu_ms, key=cpu_ms.get)
     # The process tree's CPU while frames flow: the long run's CPU less a start-up's, over the pipeline's time.
     busy = (long_run["cpu"] - start["command_cpu"]) / (long_run["pipeline_seconds"] * cores)
-    rows = [("(a) book: JPEG frames + tf-keras-vis batch 1", a_fps, f"{a_frames} frames"),
+    rows = [("(a) book: JPEG frames + tf-keras-vis batch 1", a_fps, f"{a_frames} frames, TensorFlow as installed"),
+            ("    the same with oneDNN on (as vidcam runs)", a1_fps, f"{a1_frames} frames"),
             ("(b) vidcam video, end to end", b["fps"], f"{b['frames']} frames"),
             ("    the same, whole command with start-up", b["command_fps"], "Python + TensorFlow + model load"),
             *[(f"(c) stage: {k}", v, f"{cpu_ms[k]:.1f} CPU-ms per frame") for k, v in stages.items()],
@@ -282,7 +328,8 @@ def main() -> None:
     print()
     print(f"start-up: {start['command']:.2f} s for a one-frame video vs {start['import_tensorflow']:.2f} s for "
           f"`import tensorflow` alone: ratio {start['command'] / start['import_tensorflow']:.2f}")
-    print(f"b/a = {b['fps'] / a_fps:.1f}x (whole command {b['command_fps'] / a_fps:.1f}x)   b/B = "
+    print(f"b/a = {b['fps'] / a_fps:.1f}x (whole command {b['command_fps'] / a_fps:.1f}x; against the book with "
+          f"oneDNN {b['fps'] / a1_fps:.1f}x and {b['command_fps'] / a1_fps:.1f}x)   b/B = "
           f"{b['fps'] / budget:.2f} of the CPU budget   process-tree CPU while frames flow: {busy:.2f} of "
           f"{cores} cores")
     print(f"costliest stage: {bound} ({cpu_ms[bound]:.1f} of {sum(cpu_ms.values()):.1f} CPU-ms per frame); "
@@ -291,7 +338,8 @@ def main() -> None:
           f"({long_run['frames']} frames): ratio {long_run['rss'] / b['rss']:.2f}")
     if args.json:
         args.json.write_text(json.dumps({
-            "book_fps": a_fps, "vidcam_fps": b["fps"], "vidcam_command_fps": b["command_fps"],
+            "book_fps": a_fps, "book_onednn_fps": a1_fps, "vidcam_fps": b["fps"],
+            "vidcam_command_fps": b["command_fps"],
             "stages": stages, "cpu_ms": cpu_ms, "limit_fps": limit, "budget_fps": budget, "bound": bound,
             "budget_fraction": b["fps"] / budget, "busy_cores_fraction": busy, "startup": start,
             "freeze_speedup": freeze["fps"] / plain["fps"], "repeats": freeze["repeats"],
