@@ -276,10 +276,11 @@ def load_tensorflow() -> None:
         return
     from vidcam.memory import check_headroom, economize
     from vidcam.quiet import muted_stderr
+    from vidcam.tfimport import keras_deferred
 
     check_headroom()  # under `ulimit -v`: refuse now rather than abort inside TensorFlow's C++ start-up
     economize()
-    with muted_stderr():
+    with muted_stderr(), keras_deferred():  # Keras loads when a model is built, not with TensorFlow
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # device discovery logs too

@@ -170,19 +170,34 @@ def test_old_entries_are_pruned(cache, tmp_path, tiny_nested):
     assert set(cache.iterdir()) == set(entries[1:])  # the least recently used went
 
 
+# `python -m vidcam ARGS...`, then whether Keras was imported, on stderr (the run's own output unchanged).
+_RUN_AND_TELL_KERAS = """
+import runpy, sys
+sys.argv = ["vidcam", *sys.argv[1:]]
+try:
+    runpy.run_module("vidcam", run_name="__main__")
+finally:
+    print("keras imported:", "keras" in sys.modules, file=sys.stderr)
+"""
+
+
 def test_a_second_command_uses_the_cache_and_answers_the_same(tmp_path):
     env = {**os.environ, "VIDCAM_CACHE": str(tmp_path / "cache")}
     env.pop("VIDCAM_STEP_CACHE", None)
-    answers = []
+    answers, keras = [], []
     for i in range(2):
-        r = subprocess.run([sys.executable, "-m", "vidcam", "image", str(CHELSEA), "-o", str(tmp_path / f"o{i}"),
-                            "--json"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        r = subprocess.run([sys.executable, "-c", _RUN_AND_TELL_KERAS, "image", str(CHELSEA),
+                            "-o", str(tmp_path / f"o{i}"), "--json"],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
         assert r.returncode == 0, r.stderr
         answers.append(json.loads(r.stdout.strip().splitlines()[-1])["predictions"])
+        keras.append(r.stderr.strip().splitlines()[-1])
         if i == 0:
             (entry,) = (tmp_path / "cache" / "steps").iterdir()
             record = entry / "vidcam-step.json"
             os.utime(record, (1000, 1000))
     assert record.stat().st_mtime > 1000  # the second run loaded it
     assert answers[0] == answers[1]
+    # The first run built the Keras model; the second needed neither it nor Keras (vidcam.tfimport).
+    assert keras == ["keras imported: True", "keras imported: False"]
     assert answers[0][0]["label"] in ("tiger cat", "Egyptian cat", "tabby")

@@ -19,6 +19,7 @@ its sha256 is stored in it and checked before every load: a damaged entry is reb
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -81,6 +82,19 @@ def _model_identity(spec: ModelSpec) -> dict[str, str] | None:
     return None
 
 
+def _policy_name() -> str:
+    """Keras' global dtype policy, without importing Keras for it (a cached run never needs Keras): until Keras is
+    imported nobody can have set one, so it is Keras' default, the ``floatx`` of its config file."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        return keras.mixed_precision.global_policy().name
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    try:
+        return str(json.loads((home / "keras.json").read_text()).get("floatx", "float32"))
+    except (OSError, ValueError, AttributeError):
+        return "float32"
+
+
 def cache_key(spec: ModelSpec) -> str | None:
     """The cache entry's name for ``spec``, or None when its step is not cached (a post-step method, a model whose
     content cannot be hashed, a model loaded with ``unsafe``, the cache turned off)."""
@@ -95,12 +109,11 @@ def cache_key(spec: ModelSpec) -> str | None:
         return None
     if model is None:
         return None
-    import keras
     import tensorflow as tf
 
     desc = {**model, "layer": spec.layer, "method": spec.method, "groups": list(spec.groups),
-            "vidcam": __version__, "code": _code_hash(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "policy": keras.mixed_precision.global_policy().name, "python": sys.version_info[:2],
+            "vidcam": __version__, "code": _code_hash(), "tensorflow": tf.__version__,
+            "keras": importlib.metadata.version("keras"), "policy": _policy_name(), "python": sys.version_info[:2],
             "gpu": bool(tf.config.list_physical_devices("GPU"))}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:24]
 

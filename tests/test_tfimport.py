@@ -1,0 +1,43 @@
+"""Importing TensorFlow with Keras deferred (vidcam.tfimport): TensorFlow works, Keras is not loaded by it, and
+imports afterwards as usual, optimizers and `tf.keras` included. Fresh processes: the import is what is tested."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+_CHECK = """
+import sys
+from vidcam.tfimport import keras_deferred
+
+with keras_deferred():
+    import tensorflow as tf
+assert not [f for f in sys.meta_path if type(f).__module__ == "vidcam.tfimport"], "a finder was left behind"
+assert not [m for m in sys.modules if m == "keras" or m.startswith("keras.")], "Keras was imported"
+assert float(tf.reduce_sum(tf.ones((2, 3)))) == 6.0
+import keras
+
+assert keras.optimizers.get("adam").__class__.__name__ == "Adam"
+assert tf.keras.layers.Dense is keras.layers.Dense
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+model.compile("adam", "mse")
+history = model.fit(tf.ones((4, 3)), tf.zeros((4, 1)), epochs=2, verbose=0)
+assert len(history.history["loss"]) == 2
+print("ok")
+"""
+
+
+def test_tensorflow_imports_without_keras_and_keras_after_it():
+    r = subprocess.run([sys.executable, "-c", _CHECK], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "ok"
+
+
+def test_nothing_is_deferred_once_keras_is_imported():
+    code = ("import keras, sys\nfrom vidcam.tfimport import keras_deferred\nwith keras_deferred():\n"
+            "    import tensorflow\nprint(tensorflow.keras.layers.Dense is keras.layers.Dense)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "True"
