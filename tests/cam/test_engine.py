@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from conftest import CHELSEA, DOG, classifier_for, mass_density
+from conftest import CHELSEA, DOG, ROOT, classifier_for, mass_density
 
 from vidcam.cam.engine import METHODS, CamEngine, feature_layers
 from vidcam.errors import LayerError, UsageError
@@ -192,3 +195,25 @@ def test_heatmap_sits_on_the_cat(lite0, lite0_engine):
     assert lite0.class_names[r.class_ids[0]] in {"tiger cat", "Egyptian cat", "tabby"}
     inside, outside = mass_density(r.cams[0], (40, 30, 330, 300), (451, 300))
     assert inside > outside
+
+
+_LEAVE_CORES = """
+import os
+from vidcam.cam.engine import leave_cores
+import tensorflow as tf
+
+cores = len(os.sched_getaffinity(0))
+first = leave_cores(1)
+print(first, cores, tf.config.threading.get_intra_op_parallelism_threads(), leave_cores(1))
+"""
+
+
+def test_leave_cores_sets_tensorflow_once_before_its_runtime_starts():
+    r = subprocess.run([sys.executable, "-c", _LEAVE_CORES], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    first, cores, intra, second = r.stdout.split()
+    if int(cores) > 1:
+        assert (first, intra) == (str(int(cores) - 1), str(int(cores) - 1))
+    else:
+        assert (first, intra) == ("None", "0")  # one core: nothing to leave
+    assert second == "None"  # a count chosen already (by it or anyone) is kept

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcam.cam.engine import CamEngine, CamResult
+from vidcam.cam.engine import CamEngine, CamResult, leave_cores
 from vidcam.cam.metrics import CamMetrics, evaluate_batch, summarize
 from vidcam.cam.spec import ModelLike, build_engine
 from vidcam.errors import UsageError
@@ -354,6 +354,8 @@ def process_video(
     pages = report_paths(report) if report is not None else ()
     for page in pages:
         check_output(page, overwrite=o.overwrite, inputs=(input, output, *([labels_out] if labels_out else [])))
+    if not isinstance(model, CamEngine):
+        leave_cores(1)  # decoding, drawing and encoding run beside the engine throughout
     engine = build_engine(model)
     clf = engine.classifier
     if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
