@@ -8,6 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from bad_support import (
     CHELSEA,
@@ -277,7 +279,10 @@ def test_two_inputs_sharing_an_output_name(tmp_path, command, suffix):
     skipped_run(out, "would both be written to")
     ref, _ = ALL_COMMANDS[command](tmp_path / "x" / "a.png", tmp_path / "ref")
     assert run_cli(*ref).code == 0
-    assert (tmp_path / "out" / f"a{suffix}").read_bytes() == (tmp_path / "ref" / f"a{suffix}").read_bytes()
+    # x's picture, as x alone makes it: within a level or two (oneDNN's kernels round a batch of two images a
+    # little differently from a batch of one), where y's picture would differ everywhere.
+    got, want = (cv2.imread(str(tmp_path / d / f"a{suffix}")).astype(int) for d in ("out", "ref"))
+    assert got.shape == want.shape and np.abs(got - want).max() <= 3 and (got != want).mean() < 0.01
     assert leftovers(tmp_path / "out") == []
 
 
