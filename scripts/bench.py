@@ -78,13 +78,18 @@ def rate(frames: int, seconds: float) -> float:
     return frames / seconds if seconds > 0 else float("inf")
 
 
-def tf_env(onednn: bool | None) -> dict[str, str]:
-    """This process's environment with TensorFlow's settings as installed (None) or oneDNN forced on/off."""
-    env = dict(os.environ)
+def restore_tf_env(env) -> None:
+    """Put TensorFlow's settings in ``env`` (a dict or ``os.environ``) back to what this process was given."""
     for k, v in TF_ENV.items():
         env.pop(k, None)
         if v is not None:
             env[k] = v
+
+
+def tf_env(onednn: bool | None) -> dict[str, str]:
+    """This process's environment with TensorFlow's settings as installed (None) or oneDNN forced on/off."""
+    env = dict(os.environ)
+    restore_tf_env(env)
     if onednn is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn else "0"
     return env
@@ -103,10 +108,7 @@ def book_child(clip: Path, work: Path, max_frames: int) -> None:
     from vidcam.cli import load_tensorflow
     from vidcam.models.zoo import load_classifier
 
-    for k, v in TF_ENV.items():  # importing vidcam set its defaults: back to what this process was given
-        os.environ.pop(k, None)
-        if v is not None:
-            os.environ[k] = v
+    restore_tf_env(os.environ)  # importing vidcam set its defaults
     load_tensorflow()
     from vidcam.media.ffmpeg_cmd import ffmpeg_exe
 

@@ -11,8 +11,6 @@ import pytest
 from vidcam.media.ffmpeg_cmd import ffmpeg_exe
 from vidcam.media.process import FFmpegProcess, read_exact
 
-F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
-
 
 def _max_pipe() -> int:
     with open("/proc/sys/fs/pipe-max-size") as f:
@@ -28,7 +26,7 @@ def test_frame_pipes_are_one_mib_and_carry_whole_frames():
             "-frames:v", str(n), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     p = FFmpegProcess(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, what="ffmpeg (test)")
     try:
-        assert fcntl.fcntl(p.proc.stdout.fileno(), F_GETPIPE_SZ) == 1 << 20  # Linux's default is 64 KiB
+        assert fcntl.fcntl(p.proc.stdout.fileno(), fcntl.F_GETPIPE_SZ) == 1 << 20  # Linux's default is 64 KiB
         frames = np.empty((n + 1, h, w, 3), np.uint8)
         got = [read_exact(p.proc.stdout, memoryview(frames[i]).cast("B")) for i in range(n + 1)]
         p.check()

@@ -468,12 +468,12 @@ class CamEngine:
         if class_index is None:
             targets = np.full(n, -1, np.int32)
         else:
-            given = np.asarray(class_index, np.int32).reshape(-1)
-            if given.size and (given.min() < 0 or given.max() >= self.classifier.num_classes):
-                bad = int(given.min() if given.min() < 0 else given.max())
+            given = np.asarray(class_index, np.int32)
+            bad = given[(given < 0) | (given >= self.classifier.num_classes)]
+            if bad.size:
                 raise UsageError(f"class index out of range: the model has {self.classifier.num_classes} classes "
-                                 f"(0..{self.classifier.num_classes - 1}), got {bad}")
-            targets = np.broadcast_to(given.reshape(np.shape(class_index)), (n,)).copy()
+                                 f"(0..{self.classifier.num_classes - 1}), got {int(bad.flat[0])}")
+            targets = np.broadcast_to(given, (n,)).copy()
         if n == 0:  # oneDNN's convolutions reject an empty batch: explain one blank frame, keep none of it
             r = self.run(np.zeros((1, *frames.shape[1:]), np.uint8))
             return CamResult(r.class_ids[:0], r.probabilities[:0], r.cams[:0])

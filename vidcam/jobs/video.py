@@ -65,7 +65,7 @@ from vidcam.models.zoo import DEFAULT_MODEL
 
 __all__ = [
     "process_video", "VideoOptions", "VideoSummary", "VIDEO_SUFFIXES", "audio_codec_for", "parse_time",
-    "smooth_maps", "default_output",
+    "smooth_maps", "default_output", "video_engine",
 ]
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
@@ -354,9 +354,7 @@ def process_video(
     pages = report_paths(report) if report is not None else ()
     for page in pages:
         check_output(page, overwrite=o.overwrite, inputs=(input, output, *([labels_out] if labels_out else [])))
-    if not isinstance(model, CamEngine):
-        leave_cores(1)  # decoding, drawing and encoding run beside the engine throughout
-    engine = build_engine(model)
+    engine = video_engine(model)
     clf = engine.classifier
     if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
         raise UsageError(f"class {o.class_index} is out of range: the model has {clf.num_classes} classes "
@@ -366,6 +364,14 @@ def process_video(
         run.timeline = TimelineRecorder(clf.class_names, o.top_k)
     return run.run(output, Path(labels_out) if labels_out is not None else None, kind, progress,
                    pages[0] if pages else None)
+
+
+def video_engine(model: ModelLike) -> CamEngine:
+    """:func:`~vidcam.cam.spec.build_engine` for video jobs: decoding, drawing and encoding run beside the engine
+    throughout, so TensorFlow leaves them a core (:func:`~vidcam.cam.engine.leave_cores`; a no-op once
+    TensorFlow's runtime has started, as it has for a built engine or a loaded classifier)."""
+    leave_cores(1)
+    return build_engine(model)
 
 
 def planned_end(info: VideoInfo, start: float | None, duration: float | None) -> float:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidcam.cam.engine import CamEngine, leave_cores
-from vidcam.cam.spec import ModelLike, ModelSpec, build_engine, portable_spec
+from vidcam.cam.engine import CamEngine
+from vidcam.cam.spec import ModelLike, ModelSpec, portable_spec
 from vidcam.errors import EXIT_FAILURE, EXIT_OK, EXIT_SKIPPED, OutputError, UsageError
 from vidcam.jobs.executors import Executor, ItemResult, LocalExecutor
-from vidcam.jobs.video import VideoOptions, default_output, process_video
+from vidcam.jobs.video import VideoOptions, default_output, process_video, video_engine
 from vidcam.media.outputs import ensure_dir
 from vidcam.models.zoo import DEFAULT_MODEL
 
@@ -187,9 +187,7 @@ def process_video_pairs(
             on_result(out)
 
     work = VideosWork(None if local else portable_spec(model), options, ffmpeg)
-    if local and not isinstance(model, CamEngine):
-        leave_cores(1)  # decoding, drawing and encoding run beside the engine throughout
-    engine = build_engine(model) if local else None  # a remote driver never loads TensorFlow
+    engine = video_engine(model) if local else None  # a remote driver never loads TensorFlow
     workers = executor.run(work, work_items, done, engine=engine, progress=progress)
     return BatchReport(outcomes, time.perf_counter() - t0, executor.name, workers)
 

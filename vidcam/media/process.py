@@ -86,19 +86,18 @@ class FFmpegProcess:
             raise FFmpegError(f"{self.what} failed (exit code {rc}): {tail or 'no message'}")
 
 
-_F_SETPIPE_SZ = 1031  # Linux fcntl.h; fcntl.F_SETPIPE_SZ from Python 3.10, named here for clarity
 _PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size, allowed without privileges
 
 
 def _enlarge_pipe(fd: int) -> None:
     """Give a frame pipe 1 MiB instead of 64 KiB: a 720p frame then passes in 3 reads, not 43, each a context
     switch between vidcam and ffmpeg (on 2 cores: 5.4 of the reader thread's CPU-ms per frame). Best effort:
-    where the size cannot change (not Linux, a lower limit) the pipe stays as it is."""
+    where the size cannot change (not Linux: no fcntl or no F_SETPIPE_SZ; a lower limit) the pipe stays as it is."""
     try:
         import fcntl
 
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", _F_SETPIPE_SZ), _PIPE_BYTES)
-    except (ImportError, OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
         pass
 
 
