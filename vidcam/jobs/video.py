@@ -432,7 +432,8 @@ class _VideoRun:
             repeat[i] = prev is not None and np.array_equal(frame, prev)
             cuts[i] = not repeat[i] and self.cut_detector(frame)
             prev = frame
-        self.prev_frame = prev
+        # A copy: the source reuses this batch's memory once it is delivered (VideoSource.recycle).
+        self.prev_frame = prev.copy() if prev is not None else None
         fitted = [shrink_to_model(f, self.engine.input_size, self.o.render.fit)
                   for f, r in zip(batch.pixels, repeat) if not r]
         small = np.stack([f[0] for f in fitted]) if fitted else np.zeros((0, *self.engine.input_size, 3), np.uint8)
@@ -538,6 +539,7 @@ class _VideoRun:
             for item in pipeline:
                 self._deliver(item, renderer, sink, labels)
                 batch = item[0]
+                source.recycle(batch)  # drawn and sent: the source may read into its memory again
                 first = batch.seconds(0) if first is None else first
                 last = batch.nanoseconds(len(batch) - 1)
                 written += len(batch)
