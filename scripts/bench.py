@@ -11,9 +11,10 @@ Prints a table of frames/s:
   (a) the book's way: ffmpeg -> JPEG frames -> per-image Grad-CAM with tf-keras-vis at batch 1 -> JPEG -> ffmpeg,
       in its own process with TensorFlow as installed, and again (75 frames) with oneDNN on as vidcam runs it
   (b) `vidcam video` end to end (the streaming pipeline), and the whole command with its start-up
-  (c) each stage alone (decode + fit to the model, engine, render, encode) with its CPU-ms per frame (ffmpeg's
-      and every thread's included), the pipeline limit L = 1 / sum(1 / stage rate) (stages one after another)
-      and the CPU budget B = cores / sum(CPU per frame), the rate if every core did useful work all the time
+  (c) each stage alone (decode + fit to the model, engine, render, encode), with the thread counts `vidcam video`
+      gives the engine and the encoder, and its CPU-ms per frame (ffmpeg's and every thread's included), the
+      pipeline limit L = 1 / sum(1 / stage rate) (stages one after another) and the CPU budget
+      B = cores / sum(CPU per frame), the rate if every core did useful work all the time
   (d) a lossless clip and the same clip with its middle half frozen (repeated frames reuse their result)
 then the start-up (a one-frame video vs a bare `import tensorflow`, interleaved, medians), b/a, b/B, the share of
 the cores the process tree keeps busy while frames flow, the costliest stage, and peak RSS of `vidcam video` on a
@@ -153,7 +154,8 @@ def bench_book(exe: str, clip: Path, work: Path, model, max_frames: int | None) 
 def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, float], dict[str, float]]:
     """Each stage alone, on the same clip, as the pipeline runs it: (frames/s, CPU-ms per frame) per stage, the
     CPU of ffmpeg's processes included (decode, encode) and of every thread (TensorFlow's, OpenCV's)."""
-    from vidcam.media.ffmpeg_cmd import EncodeTarget, decode_args, encode_args
+    from vidcam.jobs.video import encoder_threads
+    from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, decode_args, encode_args
     from vidcam.media.probe import probe
     from vidcam.media.render import Renderer, format_label, shrink_to_model
     from vidcam.media.sink import VideoSink
@@ -197,10 +199,12 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
     t0, c0 = time.perf_counter(), cpu_seconds()
     rendered = [renderer(frames[i], cams[i], labels[i]) for i in range(n)]
     done("render", n, t0, c0)
-    # encode (default preset), from frames in memory, each with its time (as the video job sends them)
+    # encode (default preset and the video job's encoder threads), from frames in memory, each with its time (as
+    # the video job sends them)
     with tempfile.TemporaryDirectory() as d:
         target = EncodeTarget(w, h, info.time_base)
-        sink = VideoSink(lambda first: encode_args(exe, Path(d) / "enc.mp4", target, first_pts=first),
+        encode = encoder_threads(EncodeOptions())
+        sink = VideoSink(lambda first: encode_args(exe, Path(d) / "enc.mp4", target, first_pts=first, encode=encode),
                          what="ffmpeg (encoding)")
         period = round(1e9 / float(info.fps))
         t0, c0 = time.perf_counter(), cpu_seconds()
@@ -286,11 +290,12 @@ def main() -> None:
         long_run = run_vidcam(long_clip, work / "vidcam_long.mp4", method_args)
         plain, freeze = (run_vidcam(c, work / "vidcam_lossless.mp4", method_args) for c in (still, frozen))
 
-        from vidcam.cam.engine import CamEngine
+        from vidcam.cam.engine import CamEngine, leave_cores
         from vidcam.cli import load_tensorflow  # TensorFlow's start-up chatter kept off the table
         from vidcam.models.zoo import load_classifier
 
         load_tensorflow()
+        leave_cores(1)  # the engine's threads as `vidcam video` sets them (vidcam.jobs.video.video_engine)
         clf = load_classifier()
         engine = CamEngine(clf, method=args.method)
         import tensorflow as tf

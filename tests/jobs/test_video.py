@@ -266,7 +266,8 @@ def test_outputs_are_checked_before_work(clips, engine, tmp_path):
     with pytest.raises(UsageError, match="out of range"):
         process_video(clips["silent"], tmp_path / "o.mp4", model=engine, options=VideoOptions(class_index=3))
     for bad in (lambda: RenderOptions(alpha=1.5), lambda: VideoOptions(smooth=1.0), lambda: EncodeOptions(crf=60),
-                lambda: EncodeOptions(preset="warp"), lambda: VideoOptions(duration=0)):
+                lambda: EncodeOptions(preset="warp"), lambda: VideoOptions(duration=0),
+                lambda: EncodeOptions(threads=0)):
         with pytest.raises(UsageError):
             bad()
     with pytest.raises(FFmpegError, match="not found"):
@@ -274,6 +275,23 @@ def test_outputs_are_checked_before_work(clips, engine, tmp_path):
     s = process_video(clips["silent"], out, model=engine, options=VideoOptions(overwrite=True))
     assert s.frames == decoded_frames(out) == 25
     assert not list(tmp_path.glob(".*part*"))
+
+
+def _x264_threads(path: Path) -> int:
+    """The thread count x264 wrote into the stream it encoded (its settings record: ``... threads=N ...``)."""
+    import re
+
+    found = re.findall(rb"[ :]threads=(\d+) ", path.read_bytes())
+    assert len(found) == 1, found
+    return int(found[0])
+
+
+def test_the_encoder_leaves_cores_to_a_cpu_engine_unless_told(runs, clips, engine, tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    assert _x264_threads(runs["silent"][2]) == max(1, cores // 2)  # no GPU here: the engine runs on the CPU
+    out = tmp_path / "three.mp4"
+    process_video(clips["silent"], out, model=engine, options=VideoOptions(encode=EncodeOptions(threads=3)))
+    assert _x264_threads(out) == 3 and decoded_frames(out) == 25
 
 
 def test_file_names_starting_with_a_dash(clips, engine, tmp_path, monkeypatch):

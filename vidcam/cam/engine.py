@@ -32,7 +32,8 @@ from vidcam.errors import LayerError, ModelError, UsageError
 from vidcam.models.preprocess import preprocess_pixels
 from vidcam.models.zoo import Classifier
 
-__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers", "fuse_layer_maps", "leave_cores"]
+__all__ = ["CamEngine", "CamResult", "METHODS", "feature_layers", "fuse_layer_maps", "leave_cores", "runs_on_cpu",
+           "usable_cores"]
 
 _EPS = 1e-7
 
@@ -185,6 +186,20 @@ def _cut(model, path: list) -> _Tail:
     return _Tail(lambda a: outer.fn(inner.fn(a)), [*inner.layers, *outer.layers])
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a container or ``taskset`` limits it)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def runs_on_cpu() -> bool:
+    """True when TensorFlow sees no GPU: the engine's kernels share the CPU's cores with everything else."""
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")
+
+
 def leave_cores(n: int = 1) -> int | None:
     """Run TensorFlow's CPU kernels on all cores but ``n``, for jobs whose other stages run alongside the engine
     the whole time (a video: ffmpeg decoding and encoding, OpenCV drawing). A parallel kernel waits for its slowest
@@ -194,14 +209,12 @@ def leave_cores(n: int = 1) -> int | None:
     Only before TensorFlow's runtime starts, without a GPU, and when nobody chose a thread count already;
     returns the count set, or None when it left TensorFlow as it was.
     """
-    import os
-
     import tensorflow as tf
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if cores <= n or tf.config.threading.get_intra_op_parallelism_threads():
         return None
-    if tf.config.list_physical_devices("GPU"):
+    if not runs_on_cpu():
         return None
     try:
         tf.config.threading.set_intra_op_parallelism_threads(cores - n)

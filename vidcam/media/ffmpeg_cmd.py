@@ -49,15 +49,20 @@ class EncodeOptions:
     Attributes:
         crf: x264 quality, 0-51, lower is better (18-23 is typical).
         preset: x264 speed preset (:data:`PRESETS`; default :data:`DEFAULT_PRESET`).
+        threads: x264's threads (None: its own choice, 1.5 per core; the video job picks fewer beside an engine
+            that runs on the CPU, see :func:`vidcam.jobs.video.encoder_threads`).
 
     Raises:
-        UsageError: crf out of range or an unknown preset.
+        UsageError: crf out of range, an unknown preset or fewer than one thread.
     """
 
     crf: int = 20
     preset: str = DEFAULT_PRESET
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"encoder threads must be at least 1, got {self.threads}")
         if not 0 <= self.crf <= 51:
             raise UsageError(f"crf must be within 0..51 (lower is better quality; 18-23 is typical), got {self.crf}")
         if self.preset not in PRESETS:
@@ -212,6 +217,8 @@ def _video_out(output: str | os.PathLike, target: EncodeTarget, encode: EncodeOp
         "vf": ",".join(filters),
         "fps_mode": "passthrough", "enc_time_base:v": f"{tb.numerator}/{tb.denominator}",
     }
+    if encode.threads is not None:
+        opts["threads"] = encode.threads
     if Path(output).suffix.lower() in (".mp4", ".m4v", ".mov"):
         opts["movflags"] = "+faststart"
         opts["video_track_timescale"] = tb.denominator
