@@ -41,3 +41,24 @@ def test_nothing_is_deferred_once_keras_is_imported():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_the_cli_imports_tensorflow_without_collections_then_collects_as_usual():
+    code = """
+import gc
+seen = []
+gc.callbacks.append(lambda phase, info: seen.append(phase) if phase == "start" else None)
+from vidcam.cli import load_tensorflow
+seen.clear()
+load_tensorflow()
+print(len(seen), gc.isenabled(), gc.get_freeze_count() > 100_000)
+class Node:
+    pass
+a, b = Node(), Node()
+a.other, b.other = b, a  # a cycle only a collection frees
+del a, b
+print(gc.collect() >= 2)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["0", "True", "True", "True"]
