@@ -153,34 +153,39 @@ def bench_book(exe: str, clip: Path, work: Path, model, max_frames: int | None) 
 
 def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, float], dict[str, float]]:
     """Each stage alone, on the same clip, as the pipeline runs it: (frames/s, CPU-ms per frame) per stage, the
-    CPU of ffmpeg's processes included (decode, encode) and of every thread (TensorFlow's, OpenCV's)."""
+    CPU of ffmpeg's processes included (decode, encode) and of every thread (TensorFlow's, OpenCV's).
+
+    Every frame is kept for the next stage, in memory touched before the clock starts: the pipeline reuses its
+    memory (it streams), so the kernel zeroing fresh pages (up to 2.5x a stage's own CPU here) is no stage's cost.
+    """
     from vidcam.jobs.video import encoder_threads
-    from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, decode_args, encode_args
+    from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args
     from vidcam.media.probe import probe
     from vidcam.media.render import Renderer, format_label, shrink_to_model
     from vidcam.media.sink import VideoSink
+    from vidcam.media.source import VideoSource
 
     info = probe(clip)
     w, h = info.width, info.height
-    fb = w * h * 3
     rates, cpu = {}, {}
 
     def done(name: str, n: int, t0: float, c0: float) -> None:
         rates[name] = rate(n, time.perf_counter() - t0)
         cpu[name] = 1000 * (cpu_seconds() - c0) / n
 
-    # decode (+ fit to the model size, which the reader thread does)
+    # decode (vidcam's reader, + fit to the model size, which the stage after it does) into batches already touched
+    source = VideoSource(info, exe, batch_size=batch)
+    shrink_to_model(np.zeros((h, w, 3), np.uint8), engine.input_size, "squash")  # imports OpenCV: not a frame's cost
+    source.pool.keep = info.frames // batch + 2
+    for _ in range(source.pool.keep):
+        touched = np.empty(source.pool.shape, np.uint8)
+        touched.fill(0)  # np.zeros would leave the pages untouched (calloc): the reader would fault them in
+        source.pool.give(touched)
     t0, c0 = time.perf_counter(), cpu_seconds()
-    proc = subprocess.Popen(decode_args(exe, clip), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     frames, small = [], []
-    while True:
-        buf = proc.stdout.read(fb)
-        if len(buf) < fb:
-            break
-        f = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
-        frames.append(f)
-        small.append(shrink_to_model(f, engine.input_size, "squash")[0])
-    proc.wait()
+    for b in source:
+        frames.extend(b.pixels)
+        small.extend(shrink_to_model(f, engine.input_size, "squash")[0] for f in b.pixels)
     n = len(frames)
     done("decode", n, t0, c0)
     # engine: batched Grad-CAM on pre-decoded model-size tensors (first call traces: warm up first)
@@ -194,11 +199,15 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
         labels.extend(format_label(engine.classifier.class_names[c], float(r.probabilities[j, c]))
                       for j, c in enumerate(r.class_ids))
     done("engine", n, t0, c0)
-    # render
+    # render (each picture dropped when the next is drawn, as the pipeline does), then the pictures for the encoder
     renderer = Renderer()
     t0, c0 = time.perf_counter(), cpu_seconds()
-    rendered = [renderer(frames[i], cams[i], labels[i]) for i in range(n)]
+    for i in range(n):
+        renderer(frames[i], cams[i], labels[i])
     done("render", n, t0, c0)
+    rendered = np.zeros((n, h, w, 3), np.uint8)
+    for i in range(n):
+        rendered[i] = renderer(frames[i], cams[i], labels[i])
     # encode (default preset and the video job's encoder threads), from frames in memory, each with its time (as
     # the video job sends them)
     with tempfile.TemporaryDirectory() as d:
