@@ -158,6 +158,8 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
     Every frame is kept for the next stage, in memory touched before the clock starts: the pipeline reuses its
     memory (it streams), so the kernel zeroing fresh pages (up to 2.5x a stage's own CPU here) is no stage's cost.
     """
+    import cv2
+
     from vidcam.jobs.video import encoder_threads
     from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args
     from vidcam.media.probe import probe
@@ -168,6 +170,7 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
     info = probe(clip)
     w, h = info.width, info.height
     rates, cpu = {}, {}
+    cv2.setNumThreads(1)  # as the video job runs OpenCV (vidcam.jobs.video.serial_opencv)
 
     def done(name: str, n: int, t0: float, c0: float) -> None:
         rates[name] = rate(n, time.perf_counter() - t0)

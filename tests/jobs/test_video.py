@@ -294,6 +294,17 @@ def test_the_encoder_leaves_cores_to_a_cpu_engine_unless_told(runs, clips, engin
     assert _x264_threads(out) == 3 and decoded_frames(out) == 25
 
 
+def test_opencv_runs_serially_during_a_video_job_only(clips, engine, tmp_path):
+    import cv2
+
+    before = cv2.getNumThreads()
+    seen = []
+    process_video(clips["silent"], tmp_path / "o.mp4", model=engine,
+                  progress=lambda done, total: seen.append(cv2.getNumThreads()))
+    assert seen and set(seen) == {1}
+    assert cv2.getNumThreads() == before
+
+
 def test_file_names_starting_with_a_dash(clips, engine, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copy(clips["silent"], tmp_path / "-clip.mp4")
