@@ -229,3 +229,24 @@ def test_video_summary_says_variable_rate_and_escapes_class_names(media, tiny_fl
     assert r.stdout.startswith(f"{media['cfr']} -> {out}  (25 frames, ")
     r = invoke("video", media["cfr"], "-o", out, "-m", model, "-y")
     assert "  25 frames at 25/1 fps, 160x120, audio copied; " in r.stdout
+
+
+@pytest.mark.parametrize(("interrupt", "code", "line"), [("_Terminated", 143, "terminated"),
+                                                          ("KeyboardInterrupt", 130, "interrupted")])
+def test_an_interrupt_that_surfaces_as_a_system_error_still_stops_cleanly(interrupt, code, line, capsys):
+    # A signal handled while C code calls back into Python (numpy's __array__, say) comes out of that C code as a
+    # SystemError caused by the interrupt, which a clean-clone run met once as "unexpected SystemError".
+    import typer
+
+    from vidcam import cli
+
+    def job():
+        try:
+            raise getattr(cli, interrupt, KeyboardInterrupt)()
+        except KeyboardInterrupt as e:
+            raise SystemError("<built-in method __array__> returned a result with an exception set") from e
+
+    with pytest.raises(typer.Exit) as stop:
+        cli.handle_errors(job)()
+    assert stop.value.exit_code == code
+    assert capsys.readouterr().err.strip() == f"vidcam: error: {line}"

@@ -229,6 +229,25 @@ def _run_showing_warnings(fn: Callable, args, kwargs):
         return fn(*args, **kwargs)
 
 
+def _stopped(e: KeyboardInterrupt) -> None:
+    """Ctrl-C or SIGTERM: one line, exit 130 or 143."""
+    terminated = isinstance(e, _Terminated)
+    _err("terminated" if terminated else "interrupted")
+    raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+
+
+def _interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM an exception stands for, if any: a signal handled while C code was calling back into
+    Python (numpy converting an array, say) comes out as ``SystemError: ... returned a result with an exception
+    set``, caused by the interrupt."""
+    seen = 0
+    while e is not None and seen < 16:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn library exceptions into one line on stderr and the documented exit code; library warnings into one
     ``vidcam: warning:`` line each."""
@@ -244,9 +263,7 @@ def handle_errors(fn: Callable) -> Callable:
             _err(_one_line(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt as e:
-            terminated = isinstance(e, _Terminated)
-            _err("terminated" if terminated else "interrupted")
-            raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+            _stopped(e)
         except BrokenPipeError:
             # The reader went away (`vidcam models | head -1`): nothing to report. Point stdout at /dev/null so
             # the interpreter's final flush does not fail again.
@@ -258,6 +275,9 @@ def handle_errors(fn: Callable) -> Callable:
                 pass
             raise typer.Exit(EXIT_FAILURE) from None
         except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
+            interrupt = _interrupt_behind(e)
+            if interrupt is not None:
+                _stopped(interrupt)
             from vidcam.memory import describe, is_out_of_memory
 
             if is_out_of_memory(e):  # MemoryError, TensorFlow's ResourceExhaustedError, an unmappable library...
