@@ -283,12 +283,13 @@ def main() -> None:
     args = ap.parse_args()
     method_args = ([] if args.method == "gradcam" else ["--method", args.method]) + ["--batch", str(args.batch)]
 
+    from vidcam.cam.engine import usable_cores  # no TensorFlow
     from vidcam.media.ffmpeg_cmd import ffmpeg_exe
 
     exe = ffmpeg_exe()
     short, long_ = (2, 6) if args.quick else (10, 60)
     book_frames = 8 if args.quick else None
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()  # the cores the video job counts when it shares them out
     with tempfile.TemporaryDirectory(prefix="vidcam-bench-") as d:
         work = Path(d)
         clip = make_clip(exe, work / "clip.mp4", short, args.size)
