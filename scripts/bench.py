@@ -163,12 +163,16 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
     from vidcam.jobs.video import encoder_threads
     from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args
     from vidcam.media.probe import probe
-    from vidcam.media.render import Renderer, format_label, shrink_to_model
+    from vidcam.media.render import RenderOptions, format_label, shrink_to_model
     from vidcam.media.sink import VideoSink
-    from vidcam.media.source import VideoSource
+    from vidcam.media.source import VideoSource, planar_matrix
+    from vidcam.media.yuv import shrink_i420_to_model
 
     info = probe(clip)
     w, h = info.width, info.height
+    matrix = planar_matrix(info)  # as the video job: I420 from decoder to encoder where the source allows it
+    fit = ((lambda f: shrink_to_model(f, engine.input_size, "squash")[0]) if matrix is None
+           else (lambda f: shrink_i420_to_model(f, engine.input_size, matrix)))
     rates, cpu = {}, {}
     cv2.setNumThreads(1)  # as the video job runs OpenCV (vidcam.jobs.video.serial_opencv)
 
@@ -177,8 +181,8 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
         cpu[name] = 1000 * (cpu_seconds() - c0) / n
 
     # decode (vidcam's reader, + fit to the model size, which the stage after it does) into batches already touched
-    source = VideoSource(info, exe, batch_size=batch)
-    shrink_to_model(np.zeros((h, w, 3), np.uint8), engine.input_size, "squash")  # imports OpenCV: not a frame's cost
+    source = VideoSource(info, exe, batch_size=batch, planar=matrix is not None)
+    fit(np.zeros(source.pool.shape[1:], np.uint8))  # imports OpenCV: not a frame's cost
     source.pool.keep = info.frames // batch + 2
     for _ in range(source.pool.keep):
         touched = np.empty(source.pool.shape, np.uint8)
@@ -188,7 +192,7 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
     frames, small = [], []
     for b in source:
         frames.extend(b.pixels)
-        small.extend(shrink_to_model(f, engine.input_size, "squash")[0] for f in b.pixels)
+        small.extend(fit(f) for f in b.pixels)
     n = len(frames)
     done("decode", n, t0, c0)
     # engine: batched Grad-CAM on pre-decoded model-size tensors (first call traces: warm up first)
@@ -203,25 +207,26 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
                       for j, c in enumerate(r.class_ids))
     done("engine", n, t0, c0)
     # render (each picture dropped when the next is drawn, as the pipeline does), then the pictures for the encoder
-    renderer = Renderer()
+    renderer = RenderOptions().renderer(matrix)
     t0, c0 = time.perf_counter(), cpu_seconds()
     for i in range(n):
         renderer(frames[i], cams[i], labels[i])
     done("render", n, t0, c0)
-    rendered = np.zeros((n, h, w, 3), np.uint8)
+    rendered = np.zeros((n, *frames[0].shape), np.uint8)
     for i in range(n):
         rendered[i] = renderer(frames[i], cams[i], labels[i])
     # encode (default preset and the video job's encoder threads), from frames in memory, each with its time (as
     # the video job sends them)
     with tempfile.TemporaryDirectory() as d:
-        target = EncodeTarget(w, h, info.time_base)
+        target = EncodeTarget(w, h, info.time_base, matrix=matrix or "smpte170m")
         encode = encoder_threads(EncodeOptions())
         sink = VideoSink(lambda first: encode_args(exe, Path(d) / "enc.mp4", target, first_pts=first, encode=encode),
                          what="ffmpeg (encoding)")
+        write = sink.write if matrix is None else sink.write_i420
         period = round(1e9 / float(info.fps))
         t0, c0 = time.perf_counter(), cpu_seconds()
         for i, f in enumerate(rendered):
-            sink.write(f, i * period)
+            write(f, i * period)
         sink.close(n * period)
         done("encode", n, t0, c0)
     return rates, cpu

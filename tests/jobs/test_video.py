@@ -536,12 +536,16 @@ def test_repeated_frames_reuse_their_result_with_the_same_output(engine, tmp_pat
     s = process_video(src, out, model=engine, labels_out=labels, options=VideoOptions(smooth=0.5, batch_size=3))
     repeats = sum(np.array_equal(a, b) for a, b in zip(frames[1:], frames[:-1]))
     assert s.repeats == repeats >= 30 and s.frames == decoded_frames(out) == 40
-    # Independently: the engine on every frame, one at a time.
-    from vidcam.media.render import shrink_to_model
+    # Independently: the engine on every frame, one at a time, each frame decoded by ffmpeg alone as the job reads
+    # it (I420, untagged SD: BT.601) and fitted to the model as the job fits it.
+    from vidcam.media.yuv import shrink_i420_to_model
 
+    raw = subprocess.run([clips_ffmpeg(), "-v", "error", "-i", str(src), "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+                         capture_output=True, check=True).stdout
+    stored = np.frombuffer(raw, np.uint8).reshape(40, 96, 96)
     rows = [json.loads(line) for line in labels.read_text().splitlines()]
-    for row, frame in zip(rows, frames):
-        alone = engine.run(shrink_to_model(frame, engine.input_size, "squash")[0][None])
+    for row, frame in zip(rows, stored):
+        alone = engine.run(shrink_i420_to_model(frame, engine.input_size, "smpte170m")[None])
         best = int(np.argmax(alone.probabilities[0]))
         assert row["predictions"][0]["class_id"] == best
         assert row["predictions"][0]["probability"] == pytest.approx(float(alone.probabilities[0, best]), abs=1e-5)

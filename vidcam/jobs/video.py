@@ -60,7 +60,8 @@ from vidcam.media.probe import VideoInfo, probe
 from vidcam.media.render import RenderOptions, format_label, shrink_to_model
 from vidcam.media.shots import CutDetector
 from vidcam.media.sink import VideoSink
-from vidcam.media.source import FrameBatch, VideoSource, output_colour
+from vidcam.media.source import FrameBatch, VideoSource, output_colour, planar_matrix
+from vidcam.media.yuv import frames_equal, i420_to_rgb, sample_rgb, shrink_i420_to_model
 from vidcam.models.zoo import DEFAULT_MODEL
 
 __all__ = [
@@ -438,6 +439,8 @@ class _VideoRun:
 
     def __init__(self, info: VideoInfo, engine: CamEngine, o: VideoOptions, exe: str, total: int) -> None:
         self.info, self.engine, self.o, self.exe, self.total = info, engine, o, exe, total
+        # Frames stay I420 from the decoder to the encoder where the source allows it (vidcam.media.yuv).
+        self.matrix = planar_matrix(info)
         self.state: np.ndarray | None = None
         self.prev_frame: np.ndarray | None = None
         self.last: tuple | None = None  # the previous frame's (map, class, probabilities, model input)
@@ -460,17 +463,25 @@ class _VideoRun:
         shot) is marked and costs nothing more: it reuses its predecessor's result (same output, same labels).
         Frames that start a new shot are marked too (a repeat never does)."""
         repeat, cuts = np.zeros(len(batch), bool), np.zeros(len(batch), bool)
-        prev = self.prev_frame
+        prev, m = self.prev_frame, self.matrix
         for i, frame in enumerate(batch.pixels):
-            repeat[i] = prev is not None and np.array_equal(frame, prev)
-            cuts[i] = not repeat[i] and self.cut_detector(frame)
+            repeat[i] = prev is not None and frames_equal(frame, prev)
+            cuts[i] = not repeat[i] and self.cut_detector(frame if m is None else sample_rgb(frame, m))
             prev = frame
         # A copy: the source reuses this batch's memory once it is delivered (VideoSource.recycle).
         self.prev_frame = prev.copy() if prev is not None else None
-        fitted = [shrink_to_model(f, self.engine.input_size, self.o.render.fit)
-                  for f, r in zip(batch.pixels, repeat) if not r]
+        fitted = [self._fit(f) for f, r in zip(batch.pixels, repeat) if not r]
         small = np.stack([f[0] for f in fitted]) if fitted else np.zeros((0, *self.engine.input_size, 3), np.uint8)
         return batch, small, fitted[0][1] if fitted else self.window, repeat, cuts
+
+    def _fit(self, frame: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """One frame as the model's RGB input, and the window of the frame it covers."""
+        size, fit, m = self.engine.input_size, self.o.render.fit, self.matrix
+        if m is None:
+            return shrink_to_model(frame, size, fit)
+        if fit == "squash":
+            return shrink_i420_to_model(frame, size, m), (0, 0, frame.shape[1], frame.shape[0] * 2 // 3)
+        return shrink_to_model(i420_to_rgb(frame, m), size, fit)
 
     def _run_unique(self, small: np.ndarray):
         """The engine on the new frames only, padded to the fixed batch shape (the compiled step sees one shape)."""
@@ -526,9 +537,13 @@ class _VideoRun:
             if not (repeat[i] and self.o.smooth == 0 and self.picture is not None):
                 label = format_label(names[cid], float(probs[i, cid]))
                 self.picture = renderer(batch.pixels[i], cams[i], label, window)
-            sink.write(self.picture, batch.nanoseconds(i))
+            if self.matrix is None:
+                sink.write(self.picture, batch.nanoseconds(i))
+            else:
+                sink.write_i420(self.picture, batch.nanoseconds(i))
             if record:
-                self.timeline.thumbnail(k, t, self.picture)
+                self.timeline.thumbnail(k, t, self.picture if self.matrix is None
+                                        else i420_to_rgb(self.picture, self.matrix))
             if labels is not None:
                 preds = [{"class_id": int(c), "label": names[int(c)], "probability": round(float(p), 6)}
                          for c, p in zip(ids[i], top_probs[i])]
@@ -541,7 +556,8 @@ class _VideoRun:
         info, o = self.info, self.o
         primaries, transfer = output_colour(info)
         width = info.width * (2 if o.render.layout == "side-by-side" else 1)
-        target = EncodeTarget(width, info.height, info.time_base, info.sar, primaries, transfer)
+        target = EncodeTarget(width, info.height, info.time_base, info.sar, primaries, transfer,
+                              self.matrix or "smpte170m")
         self.audio = audio_plan(info, o, output.suffix, end)
         encode = encoder_threads(o.encode)
         return VideoSink(lambda first: encode_args(self.exe, tmp, target, first_pts=first, encode=encode,
@@ -551,7 +567,7 @@ class _VideoRun:
             report: Path | None = None) -> VideoSummary:
         info, o = self.info, self.o
         end = planned_end(info, o.start, o.duration)
-        renderer = o.render.renderer()
+        renderer = o.render.renderer(self.matrix)
         first = last = None
         written = 0
         t0 = time.perf_counter()
@@ -563,7 +579,8 @@ class _VideoRun:
                 fh = stack.enter_context(open(stack.enter_context(atomic_output(labels_out, overwrite=o.overwrite)),
                                               "w", newline="", encoding="utf-8"))
                 labels = VideoLabelsWriter(fh, kind, o.top_k, o.metrics)
-            source = VideoSource(info, self.exe, start=o.start, duration=o.duration, batch_size=o.batch_size)
+            source = VideoSource(info, self.exe, start=o.start, duration=o.duration, batch_size=o.batch_size,
+                                 planar=self.matrix is not None)
             stack.callback(source.kill)
             sink = self._sink(tmp, output, end)
             stack.callback(sink.kill)

@@ -135,16 +135,19 @@ def decode_args(
     start: float | None = None,
     duration: float | None = None,
     filters: str | None = None,
+    pix_fmt: str = "rgb24",
 ) -> list[str]:
-    """Decode the first video stream to raw RGB24 frames on stdout, upright (ffmpeg autorotates), every frame
-    passed through unchanged in number and time (``fps_mode passthrough``: no duplicates, no drops), each
-    announced on stderr with its presentation time (:data:`PTS_TAG` lines, ``-stats_enc_pre``).
+    """Decode the first video stream to raw RGB24 (or ``pix_fmt``, e.g. ``yuv420p``) frames on stdout, upright
+    (ffmpeg autorotates), every frame passed through unchanged in number and time (``fps_mode passthrough``: no
+    duplicates, no drops), each announced on stderr with its presentation time (:data:`PTS_TAG` lines,
+    ``-stats_enc_pre``).
 
     Args:
         start, duration: ``-ss`` / ``-t`` on the input (accurate seek: frames before ``start`` are dropped;
             times are then relative to ``start``).
         filters: a filter chain applied before the RGB conversion (deinterlacing, tone mapping, the colour
             matrix of untagged video).
+        pix_fmt: the raw frames' pixel format.
     """
     in_opts: dict = {}
     if start:
@@ -152,7 +155,7 @@ def decode_args(
     if duration is not None:
         in_opts["t"] = f"{duration:.6f}"
     out_opts: dict = {
-        "map": "0:V:0", "f": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough", "an": None, "sn": None,
+        "map": "0:V:0", "f": "rawvideo", "pix_fmt": pix_fmt, "fps_mode": "passthrough", "an": None, "sn": None,
         "dn": None, "enc_time_base:v": "demux", "stats_enc_pre": "/dev/stderr",
         "stats_enc_pre_fmt": PTS_TAG + " {n} {pts} {tb}",
     }
@@ -170,8 +173,9 @@ class EncodeTarget:
         width, height: the frames' size (odd sizes are padded by one black column/row, see ``write_frame``).
         time_base: the output's time base (the source's, so every timestamp is kept exactly).
         sar: sample aspect ratio, or None for square pixels.
-        primaries, transfer: the colour primaries and transfer of the RGB frames (the YUV matrix is always the
-            BT.601 one that ``write_frame`` uses, limited range).
+        primaries, transfer: the colour primaries and transfer of the frames.
+        matrix: the Y'CbCr matrix of the I420 frames sent (limited range): BT.601 (``smpte170m``) for RGB
+            frames converted by :func:`vidcam.media.process.to_i420`; the source's for frames decoded as I420.
     """
 
     width: int
@@ -180,6 +184,7 @@ class EncodeTarget:
     sar: Fraction | None = None
     primaries: str = "bt709"
     transfer: str = "bt709"
+    matrix: str = "smpte170m"
 
 
 @dataclass(frozen=True)
@@ -201,9 +206,9 @@ class AudioPlan:
 
 
 def _video_out(output: str | os.PathLike, target: EncodeTarget, encode: EncodeOptions) -> dict:
-    # The frames are I420 from OpenCV's BT.601 conversion, limited range; tag exactly that, so players neither
-    # guess BT.709 for HD sizes nor stretch the range.
-    filters = [f"setparams=range=tv:colorspace=smpte170m:color_primaries={target.primaries}"
+    # The frames are I420 in the target's matrix, limited range; tag exactly that, so players neither guess
+    # another matrix from the size nor stretch the range.
+    filters = [f"setparams=range=tv:colorspace={target.matrix}:color_primaries={target.primaries}"
                f":color_trc={target.transfer}"]
     if target.sar is not None and target.sar != 1:
         filters.append(f"setsar={target.sar.numerator}/{target.sar.denominator}")

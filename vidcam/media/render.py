@@ -15,7 +15,8 @@ from vidcam.media.images import fit_to_model
 
 __all__ = [
     "COLORMAPS", "LAYOUTS", "check_render_options", "colorize", "upsample_cam", "overlay", "draw_label", "render",
-    "format_label", "label_size", "Renderer", "shrink_to_model", "RenderOptions", "FITS",
+    "format_label", "label_size", "Renderer", "PlanarRenderer", "draw_label_i420", "shrink_to_model",
+    "RenderOptions", "FITS",
 ]
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "magma", "plasma", "hot")
@@ -64,7 +65,10 @@ class RenderOptions:
     def __post_init__(self) -> None:
         check_render_options(self.layout, self.colormap, self.fit, self.alpha)
 
-    def renderer(self) -> Renderer:
+    def renderer(self, matrix: str | None = None) -> Renderer | PlanarRenderer:
+        """The renderer of RGB frames, or with ``matrix`` of I420 frames in that matrix."""
+        if matrix is not None:
+            return PlanarRenderer(matrix, layout=self.layout, alpha=self.alpha, colormap=self.colormap)
         return Renderer(layout=self.layout, alpha=self.alpha, colormap=self.colormap)
 
 
@@ -226,6 +230,96 @@ class Renderer:
             blended = np.concatenate([frame, blended], axis=1)
         if label:
             draw_label(blended, label, inplace=True)
+        return blended
+
+
+@lru_cache(maxsize=128)
+def _banner_i420(text: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_banner`'s factors for I420 (limited range): ``Y' = 16 + ((Y - 16) * k + c) >> 8`` and, for each
+    chroma sample, ``U' = 128 + ((U - 128) * kc + 128) >> 8`` with ``kc`` the mean of its 2x2 ``k``. Even
+    sizes (factors of 256 where the banner is not: those pixels keep their values)."""
+    k3, c3, _ = _banner(text, size)
+    h, w = k3.shape[:2]
+    k = np.full((h + h % 2, w + w % 2), 256, np.int32)
+    cover = np.zeros(k.shape, np.int32)
+    k[:h, :w] = k3[..., 0]
+    cover[:h, :w] = (c3[..., 0].astype(np.int32) - 128) // 256
+    c = (cover * 219 * 256 + 127) // 255 + 128  # white is Y 235: 219 steps above black's 16
+    kc = (k[0::2, 0::2] + k[1::2, 0::2] + k[0::2, 1::2] + k[1::2, 1::2] + 2) // 4
+    for a in (k, c, kc):
+        a.setflags(write=False)
+    return k, c, kc
+
+
+def draw_label_i420(frame: np.ndarray, text: str) -> None:
+    """:func:`draw_label` on an I420 frame, in place: the same banner, darkened bar and white text."""
+    from vidcam.media.yuv import planes
+
+    y, u, v = planes(frame)
+    h, w = y.shape
+    k, c, kc = _banner_i420(text, label_size(w, h))
+    bh, bw = min(h, k.shape[0]), min(w, k.shape[1])
+    region = y[:bh, :bw]
+    region[:] = 16 + (((region.astype(np.int32) - 16) * k[:bh, :bw] + c[:bh, :bw]) >> 8)
+    ch, cw = bh // 2, bw // 2
+    for plane in (u, v):
+        part = plane[:ch, :cw]
+        part[:] = 128 + (((part.astype(np.int32) - 128) * kc[:ch, :cw] + 128) >> 8)
+
+
+class PlanarRenderer:
+    """:class:`Renderer` for I420 frames (:mod:`vidcam.media.yuv`) in ``matrix``: the same picture drawn where the
+    video keeps it, Y at full size and chroma at half size, in about half the work (half the bytes).
+
+    The heat is coloured through the colormap converted to Y'CbCr, at a reduced size, then enlarged plane by
+    plane; the blend is one weighted sum over the whole frame (all three planes at once).
+    """
+
+    def __init__(self, matrix: str, *, layout: str = "overlay", alpha: float = 0.4, colormap: str = "jet") -> None:
+        from vidcam.media.yuv import MATRICES
+
+        if matrix not in MATRICES:
+            raise ValueError(f"unknown matrix {matrix!r}: use one of {', '.join(MATRICES)}")
+        self.matrix, self.layout, self.alpha, self.colormap = matrix, layout, alpha, colormap
+
+    def _heat(self, cam: np.ndarray, w: int, h: int, window: tuple | None) -> np.ndarray:
+        import cv2
+
+        from vidcam.media.yuv import planes, yuv_lut
+
+        lut = yuv_lut(self.colormap, self.matrix)
+        heat = np.empty((h * 3 // 2, w), np.uint8)
+        hy, hu, hv = planes(heat)
+        if window is not None and tuple(window) != (0, 0, w, h):
+            full = cv2.applyColorMap(upsample_cam(cam, w, h, window), lut)
+            hy[:] = full[..., 0]
+            for i, plane in ((1, hu), (2, hv)):
+                plane[:] = cv2.resize(full[..., i], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+            return heat
+        size = Renderer._small_size(w, h)
+        small = cv2.resize(np.asarray(cam, np.float32), size, interpolation=cv2.INTER_CUBIC)
+        coloured = cv2.applyColorMap(np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8), lut)
+        for i, plane in enumerate((hy, hu, hv)):
+            ph, pw = plane.shape
+            channel = np.ascontiguousarray(coloured[..., i])
+            plane[:] = channel if (pw, ph) == size else cv2.resize(channel, (pw, ph), interpolation=cv2.INTER_LINEAR)
+        return heat
+
+    def __call__(self, frame: np.ndarray, cam: np.ndarray, label: str | None, window: tuple | None = None):
+        import cv2
+
+        from vidcam.media.yuv import planes
+
+        h, w = frame.shape[0] * 2 // 3, frame.shape[1]
+        blended = cv2.addWeighted(frame, 1.0 - self.alpha, self._heat(cam, w, h, window), self.alpha, 0.0)
+        if self.layout == "side-by-side":
+            both = np.empty((h * 3 // 2, 2 * w), np.uint8)
+            for whole, left, right in zip(planes(both), planes(frame), planes(blended)):
+                whole[:, : left.shape[1]] = left
+                whole[:, left.shape[1]:] = right
+            blended = both
+        if label:
+            draw_label_i420(blended, label)
         return blended
 
 

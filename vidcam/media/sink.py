@@ -32,6 +32,7 @@ class VideoSink:
         self.encoder: FFmpegProcess | None = None
         self._first_ns = 0
         self._pending: tuple[int, np.ndarray] | None = None
+        self._rgb: tuple[np.ndarray, np.ndarray] | None = None  # the last RGB picture written and its I420
 
     def _start(self, pts_ns: int, width: int, height: int) -> None:
         self._first_ns = pts_ns
@@ -52,10 +53,22 @@ class VideoSink:
         self._send(yuv)
 
     def write(self, rgb: np.ndarray, pts_ns: int) -> None:
-        """Queue one RGB frame shown from ``pts_ns`` (nanoseconds, increasing) until the next frame's time."""
-        yuv = to_i420(rgb)
+        """Queue one RGB frame shown from ``pts_ns`` (nanoseconds, increasing) until the next frame's time.
+
+        The same picture written again (the same array, unchanged: a held frame) is converted once."""
+        if self._rgb is not None and self._rgb[0] is rgb:
+            yuv = self._rgb[1]
+        else:
+            yuv = to_i420(rgb)
+            self._rgb = (rgb, yuv)
+        self.write_i420(yuv, pts_ns)
+
+    def write_i420(self, yuv: np.ndarray, pts_ns: int) -> None:
+        """Queue one I420 frame (``(H * 3 // 2, W)``, even size, in the matrix the encoder's target is tagged with;
+        see :mod:`vidcam.media.yuv`) shown from ``pts_ns`` until the next frame's time. The sink keeps the array
+        until then: do not change it."""
         if self.encoder is None:
-            self._start(pts_ns, rgb.shape[1] + rgb.shape[1] % 2, rgb.shape[0] + rgb.shape[0] % 2)
+            self._start(pts_ns, yuv.shape[1], yuv.shape[0] * 2 // 3)
         if self._pending is not None:
             self._flush(max(pts_ns, self._pending[0] + 1))
         self._pending = (pts_ns, yuv)

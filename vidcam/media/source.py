@@ -26,7 +26,7 @@ from vidcam.media.ffmpeg_cmd import PTS_TAG, decode_args
 from vidcam.media.probe import VideoInfo
 from vidcam.media.process import FFmpegProcess, read_exact
 
-__all__ = ["BufferPool", "FrameBatch", "VideoSource", "decode_filters", "output_colour"]
+__all__ = ["BufferPool", "FrameBatch", "VideoSource", "decode_filters", "output_colour", "planar_matrix"]
 
 
 @dataclass
@@ -37,7 +37,8 @@ class FrameBatch:
         index: the first frame's index (0 = the first frame decoded).
         ticks: (n,) int64 presentation times in ``time_base`` units.
         time_base: the stream's time base, exact.
-        pixels: (n, H, W, 3) uint8 RGB, upright. After :meth:`VideoSource.recycle` the source reads later frames
+        pixels: (n, H, W, 3) uint8 RGB, upright; from a planar source (n, H * 3 // 2, W) I420 frames
+            (:mod:`vidcam.media.yuv`). After :meth:`VideoSource.recycle` the source reads later frames
             into the same memory: keep a copy of any frame needed after that.
     """
 
@@ -98,6 +99,8 @@ class VideoSource:
         exe: the ffmpeg binary.
         start, duration: the part to decode (seconds), as ``ffmpeg -ss START -t DURATION -i``.
         batch_size: frames per batch.
+        planar: decode to I420 instead of RGB (only for a video :func:`planar_matrix` accepts; the frames are
+            in that matrix).
 
     Raises (while iterating):
         FFmpegError: ffmpeg failed, or stopped in the middle of a frame.
@@ -105,14 +108,19 @@ class VideoSource:
     """
 
     def __init__(self, info: VideoInfo, exe: str, *, start: float | None = None, duration: float | None = None,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, planar: bool = False) -> None:
         self.info, self.batch_size = info, batch_size
-        self.pool = BufferPool((batch_size, info.height, info.width, 3))
+        self.matrix = planar_matrix(info) if planar else None
+        if planar and self.matrix is None:
+            raise ValueError(f"{info.path} cannot be decoded as I420 as it is (see planar_matrix)")
+        frame = (info.height * 3 // 2, info.width) if planar else (info.height, info.width, 3)
+        self.pool = BufferPool((batch_size, *frame))
         self._times: queue.Queue = queue.Queue()
         self._last = -1
         self._tb: Fraction | None = None
         self.decoder = FFmpegProcess(
-            decode_args(exe, info.path, start=start, duration=duration, filters=decode_filters(info)),
+            decode_args(exe, info.path, start=start, duration=duration, filters=decode_filters(info, planar),
+                        pix_fmt="yuv420p" if planar else "rgb24"),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, what=f"ffmpeg (decoding {info.path})",
             on_line=self._on_line,
         )
@@ -193,7 +201,21 @@ class VideoSource:
         self.decoder.kill()
 
 
-def decode_filters(info: VideoInfo) -> str | None:
+def planar_matrix(info: VideoInfo) -> str | None:
+    """The matrix of the I420 frames a video decodes to (``bt709`` or ``smpte170m``), or None where vidcam decodes
+    it to RGB instead: an odd width or height, a source that is not Y'CbCr, or a matrix other than BT.709 and
+    BT.601 (BT.2020 SDR, SMPTE 240M, ...). HDR is tone-mapped to BT.709; full range is brought to limited range.
+    """
+    c = info.colour
+    if info.width % 2 or info.height % 2 or not (c.pix_fmt or "").startswith("yuv"):
+        return None
+    if c.hdr:
+        return "bt709"
+    return {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "smpte170m"}.get(
+        c.decode_matrix(info.width, info.height))
+
+
+def decode_filters(info: VideoInfo, planar: bool = False) -> str | None:
     """The filters that make decoded frames look as a player shows them (None: none needed).
 
     - interlaced video is deinterlaced (``bwdif``, frames flagged interlaced only);
@@ -203,11 +225,22 @@ def decode_filters(info: VideoInfo) -> str | None:
       rolling curve such as Hable would also dim the SDR range: white 235 came out at 148);
     - untagged video is tagged as players read it (BT.709 for HD sizes, BT.601 for SD), so the RGB conversion
       uses that matrix; tagged video is converted by its own tags, full range included.
+
+    ``planar`` (I420 out, see :func:`planar_matrix`): the tone-mapped picture is converted to BT.709 Y'CbCr, full
+    range to limited range; otherwise the source's Y'CbCr passes as it is (10-bit and 4:2:2/4:4:4 reduced to
+    8-bit 4:2:0 by ffmpeg's output format).
     """
     chain = []
     if info.interlaced:
         chain.append("bwdif=mode=send_frame:deint=interlaced")
     c = info.colour
+    if planar:
+        if c.hdr:
+            chain.append("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=clip:desat=0,"
+                         "zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
+        elif c.range == "pc" or (c.pix_fmt or "").startswith("yuvj"):
+            chain.append("scale=out_range=tv,format=yuv420p")
+        return ",".join(chain) or None
     if c.hdr:
         chain.append("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=clip:desat=0,"
                      "zscale=t=bt709,format=gbrp")
