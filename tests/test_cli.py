@@ -56,7 +56,8 @@ def test_info_text_block_of_a_constant_rate_clip(media):
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     assert lines[0] == f"{media['cfr']}: mp4 h264 160x120, 25/1 fps (constant), 25 frames, 1.000 s from 0.000 s"
-    assert lines[1] == "  colour: yuv420p, untagged -> decoded as BT.601 (smpte170m), SDR"
+    assert lines[1] == ("  colour: yuv420p, untagged -> decoded as BT.601 (smpte170m), SDR; the video job keeps it "
+                        "Y'CbCr 4:2:0 (smpte170m) from decoder to encoder")
     assert lines[2].startswith("  audio: aac 48000 Hz mono, ") and lines[2].endswith(" to 1.000 s")
     assert len(lines) == 3 and r.stderr == ""
 
@@ -80,8 +81,16 @@ def test_info_shows_pixel_aspect_interlacing_and_colour_tags(tmp_path):
     assert r.exit_code == 0, r.output
     head, colour, audio = r.stdout.splitlines()
     assert head.startswith(f"{clip}: mp4 h264 160x120 (SAR 4:3, interlaced, deinterlaced), 25/1 fps (constant)")
-    assert colour.endswith(", matrix bt709, range pc -> decoded as BT.709 (bt709), SDR")
+    assert colour.endswith(", matrix bt709, range pc -> decoded as BT.709 (bt709), SDR; the video job keeps it "
+                           "Y'CbCr 4:2:0 (bt709) from decoder to encoder")
     assert audio == "  audio: none"
+
+
+def test_info_says_which_videos_the_video_job_draws_in_rgb(tmp_path):
+    clip = make_clip(tmp_path / "odd.mkv", seconds=0.2, audio=None, vf="scale=161:121,setsar=1", pix_fmt="yuv444p")
+    r = invoke("info", clip)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1].endswith("; the video job draws it in RGB (output BT.601)")  # odd size: no I420
 
 
 def test_info_json_is_probe_as_dict(media):

@@ -65,6 +65,7 @@ from vidcam.jobs.train import HEADS, TrainOptions  # noqa: E402
 from vidcam.jobs.video import VideoOptions  # noqa: E402
 from vidcam.media.ffmpeg_cmd import PRESETS, EncodeOptions  # noqa: E402
 from vidcam.media.render import COLORMAPS, FITS, LAYOUTS, RenderOptions  # noqa: E402
+from vidcam.media.source import planar_matrix  # noqa: E402
 from vidcam.models.zoo import DEFAULT_MODEL  # noqa: E402
 
 # -- printing what users supplied ------------------------------------------------------------------------------
@@ -709,8 +710,11 @@ def _info_lines(info) -> list[str]:
                                     ("transfer", c.transfer)) if v]
     matrix = c.decode_matrix(info.width, info.height)
     dynamic = f"HDR {c.hdr}, tone-mapped to SDR BT.709" if c.hdr else "SDR"
+    planar = planar_matrix(info)
+    path = (f"the video job keeps it Y'CbCr 4:2:0 ({planar}) from decoder to encoder" if planar else
+            "the video job draws it in RGB (output BT.601)")
     lines.append(f"  colour: {c.pix_fmt or 'pixel format unknown'}, {', '.join(tags) or 'untagged'} -> decoded as "
-                 f"{_MATRIX_NAMES.get(matrix, matrix)} ({matrix}), {dynamic}")
+                 f"{_MATRIX_NAMES.get(matrix, matrix)} ({matrix}), {dynamic}; {path}")
     for a in info.audio:
         desc = " ".join(x for x in (a.codec, f"{a.sample_rate} Hz" if a.sample_rate else "", a.channels or "") if x)
         span = f", {a.start:.3f} to {a.end:.3f} s" if a.start is not None and a.end is not None else ""

@@ -1,7 +1,8 @@
 """Decoded frames with their exact presentation times: the video job's frame source.
 
 ffmpeg decodes the first video stream to raw RGB24 on stdout (upright: rotation applied; colour converted as a
-player shows it, see :func:`vidcam.media.ffmpeg_cmd.decode_args`) and, for every frame it sends, one line
+player shows it, see :func:`vidcam.media.ffmpeg_cmd.decode_args`), or, for a planar source, to I420 in the
+video's own matrix (:func:`planar_matrix`, :mod:`vidcam.media.yuv`), and, for every frame it sends, one line
 ``vidcam-pts N PTS TB`` on stderr (``-stats_enc_pre``, flushed per line, written before the frame's bytes).
 So each frame's presentation time is the decoder's own, exact in the stream's time base: nothing is recomputed
 from a frame index, and variable frame rates, freezes, start offsets and edit lists survive as they are.
