@@ -549,3 +549,30 @@ def test_repeated_frames_reuse_their_result_with_the_same_output(engine, tmp_pat
         best = int(np.argmax(alone.probabilities[0]))
         assert row["predictions"][0]["class_id"] == best
         assert row["predictions"][0]["probability"] == pytest.approx(float(alone.probabilities[0, best]), abs=1e-5)
+
+
+@pytest.mark.skipif(not Path("/usr/bin/ffmpeg").exists(), reason="needs Debian's ffmpeg (an independent decoder)")
+@pytest.mark.parametrize("tags", [("-colorspace", "bt709"), ("-color_range", "pc"), ("-colorspace", "bt470bg")])
+def test_planar_output_keeps_the_sources_picture(engine, tmp_path, tags):
+    """Frames kept Y'CbCr from decoder to encoder (full range brought to limited, the matrix kept): decoded by
+    Debian's ffmpeg to limited-range 4:2:0, the output (alpha 0, below the banner) holds the source's picture,
+    and it is tagged with the source's matrix. (Compared as Y'CbCr: testsrc2's saturated colours clip in RGB, so
+    an RGB comparison would not see a range error.)"""
+    vf = "scale=out_range=pc" if "pc" in tags else None
+    src = make_clip(tmp_path / "src.mp4", size="320x240", seconds=0.2, audio=None, vf=vf, extra=tags)
+    out = tmp_path / "out.mp4"
+    process_video(src, out, model=engine, options=VideoOptions(render=RenderOptions(alpha=0.0)))
+
+    def stored(path):  # Y, U, V below the banner, limited range (Debian's ffmpeg converts a full-range source)
+        raw = subprocess.run(["/usr/bin/ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-vf",
+                              "scale=out_range=tv", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+                             capture_output=True, check=True).stdout
+        f = np.frombuffer(raw, np.uint8).astype(int)
+        return np.concatenate([f[: 320 * 240].reshape(240, 320)[60:].ravel(),
+                               f[320 * 240 :].reshape(2, 120, 160)[:, 30:].ravel()])
+
+    diff = np.abs(stored(out) - stored(src))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 6  # H.264 loss only
+    tag = subprocess.run(["/usr/bin/ffprobe", "-v", "error", "-show_entries", "stream=color_space,color_range",
+                          "-of", "default=nw=1", str(out)], capture_output=True, text=True, check=True).stdout
+    assert "color_range=tv" in tag and ("color_space=bt709" in tag) == ("bt709" in tags)
