@@ -18,9 +18,9 @@ from vidcam.jobs.temporal import TemporalStats, map_stability
 from vidcam.jobs.video import process_video, smooth_maps
 from vidcam.media.ffmpeg_cmd import ffmpeg_exe
 from vidcam.media.probe import probe
-from vidcam.media.render import shrink_to_model
 from vidcam.media.shots import CutDetector
-from vidcam.media.source import VideoSource
+from vidcam.media.source import VideoSource, planar_matrix
+from vidcam.media.yuv import shrink_i420_to_model
 
 CUT_AT = 25  # the first frame of the second shot (1 s at 25 fps)
 
@@ -60,8 +60,8 @@ def engine(tiny_flat):
     return CamEngine(classifier_for(tiny_flat, ["cat", "dog", "bird"]))
 
 
-def _decoded(path):
-    source = VideoSource(probe(path), ffmpeg_exe(None), batch_size=8)
+def _decoded(path, planar: bool = False):
+    source = VideoSource(probe(path), ffmpeg_exe(None), batch_size=8, planar=planar)
     try:
         return [f for b in source for f in b.pixels]
     finally:
@@ -98,8 +98,10 @@ def test_smoothing_restarts_exactly_at_the_cut(cut_clips, engine, tmp_path, monk
     drawn = _drawn_maps(monkeypatch)
     s = process_video(src, tmp_path / "smooth.mp4", model=engine, options=VideoOptions(smooth=0.8, batch_size=4))
     assert s.cuts == [(CUT_AT, pytest.approx(1.0))] and len(drawn) == s.frames == 50
-    frames = _decoded(src)
-    alone = [engine.run(shrink_to_model(f, engine.input_size, "squash")[0][None]).cams[0] for f in frames]
+    # Each frame as the job reads it (I420 in the clip's own matrix) and fits it to the model, explained alone.
+    matrix = planar_matrix(probe(src))
+    frames = _decoded(src, planar=True)
+    alone = [engine.run(shrink_i420_to_model(f, engine.input_size, matrix)[None]).cams[0] for f in frames]
     # The first frame after the cut has its own unsmoothed map, the engine's on that frame alone ...
     np.testing.assert_allclose(drawn[CUT_AT], alone[CUT_AT], atol=1e-5)
     # ... the frames before and after it are smoothed (so the test has teeth), and the next one is the average
