@@ -98,9 +98,10 @@ def rgb_to_i420(rgb: np.ndarray, matrix: str) -> np.ndarray:
 @cache
 def yuv_lut(colormap: str, matrix: str) -> np.ndarray:
     """A colormap's (256, 1, 3) lookup table (:func:`vidcam.media.render.colorize`) in Y'CbCr of ``matrix``."""
-    from vidcam.media.render import _lut
+    from vidcam.media.render import colorize
 
-    lut = _convert(_lut(colormap), rgb_to_yuv_matrix(matrix))
+    rgb = colorize(np.arange(256, dtype=np.uint8).reshape(256, 1), colormap)  # the table itself, (256, 1, 3)
+    lut = _convert(rgb, rgb_to_yuv_matrix(matrix))
     lut.setflags(write=False)
     return lut
 
