@@ -208,6 +208,14 @@ class Renderer:
         self.layout, self.alpha, self.colormap = layout, alpha, colormap
 
     @staticmethod
+    def small_heat(cam: np.ndarray, size: tuple[int, int], lut: np.ndarray) -> np.ndarray:
+        """The CAM resized (cubic) to ``size`` (width, height) and coloured through a (256, 1, 3) table."""
+        import cv2
+
+        small = cv2.resize(np.asarray(cam, np.float32), size, interpolation=cv2.INTER_CUBIC)
+        return cv2.applyColorMap(np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8), lut)
+
+    @staticmethod
     def _small_size(w: int, h: int) -> tuple[int, int]:
         # The heat is smooth (a 7x7 map upsampled), so colouring a quarter-size version loses nothing visible.
         f = max(1, min(w, h) // 180)
@@ -221,8 +229,7 @@ class Renderer:
             return render(frame, cam, label, layout=self.layout, alpha=self.alpha, colormap=self.colormap,
                           window=window)
         size = self._small_size(w, h)
-        small = cv2.resize(np.asarray(cam, np.float32), size, interpolation=cv2.INTER_CUBIC)
-        heat = colorize(np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8), self.colormap)
+        heat = self.small_heat(cam, size, _lut(self.colormap))
         if size != (w, h):
             heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
         blended = cv2.addWeighted(frame, 1.0 - self.alpha, heat, self.alpha, 0.0)
@@ -297,8 +304,7 @@ class PlanarRenderer:
                 plane[:] = cv2.resize(full[..., i], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
             return heat
         size = Renderer._small_size(w, h)
-        small = cv2.resize(np.asarray(cam, np.float32), size, interpolation=cv2.INTER_CUBIC)
-        coloured = cv2.applyColorMap(np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8), lut)
+        coloured = Renderer.small_heat(cam, size, lut)
         for i, plane in enumerate((hy, hu, hv)):
             ph, pw = plane.shape
             channel = np.ascontiguousarray(coloured[..., i])

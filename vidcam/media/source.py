@@ -235,16 +235,13 @@ def decode_filters(info: VideoInfo, planar: bool = False) -> str | None:
     if info.interlaced:
         chain.append("bwdif=mode=send_frame:deint=interlaced")
     c = info.colour
-    if planar:
-        if c.hdr:
-            chain.append("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=clip:desat=0,"
-                         "zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
-        elif c.range == "pc" or (c.pix_fmt or "").startswith("yuvj"):
-            chain.append("scale=out_range=tv,format=yuv420p")
-        return ",".join(chain) or None
     if c.hdr:
+        # To linear light (SDR white 100 nits), BT.709 primaries, clipped; then BT.709's transfer, as Y'CbCr or RGB.
         chain.append("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=clip:desat=0,"
-                     "zscale=t=bt709,format=gbrp")
+                     + ("zscale=t=bt709:m=bt709:r=tv,format=yuv420p" if planar else "zscale=t=bt709,format=gbrp"))
+    elif planar:
+        if c.range == "pc" or (c.pix_fmt or "").startswith("yuvj"):
+            chain.append("scale=out_range=tv,format=yuv420p")
     elif not c.matrix and c.decode_matrix(info.width, info.height) == "bt709":
         chain.append("setparams=colorspace=bt709")
     return ",".join(chain) or None
