@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,28 @@ def save_tiny_keras(model, path: Path, names: list[str]) -> Path:
     model.save(path)
     save_classifier_metadata(path, {"class_names": names, "preprocess": "unit", "fit": "squash"})
     return path
+
+
+def ffmpeg_processes_with(text: str) -> list[int]:
+    """The pids of running ffmpeg processes whose command line contains ``text`` (a file they read, say)."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "ffmpeg" in cmd and text in cmd:
+                found.append(int(p.name))
+    return found
+
+
+def gone(pids_of, seconds: float = 30) -> bool:
+    """Whether ``pids_of()`` becomes empty within ``seconds`` (killed processes vanish once reaped)."""
+    deadline = time.monotonic() + seconds
+    while pids_of() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not pids_of()
 
 
 def held_decoder(folder: Path) -> Path:

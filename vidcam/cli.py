@@ -1067,17 +1067,24 @@ def _show_video(s) -> None:
 def _one_video(job: _VideoJob, src: Path, output: Path | None, labels_out: Path | None,
                report: Path | None = None) -> None:
     """One video in this process: a progress bar, then the summary (or its JSON, or just the output path)."""
-    from vidcam.jobs.video import process_video
+    from vidcam.jobs.video import DecodeAhead, process_video
     from vidcam.media.probe import prefetch
+    from vidcam.memory import address_space_limit
 
-    prefetch(src, ffmpeg=job.ffmpeg)  # ffmpeg reads the file while TensorFlow imports
-    load_tensorflow()
-    bar = _Bar(src.name, job.quiet or job.json_out)
-    try:
-        s = process_video(src, output, model=job.spec, options=job.options, labels_out=labels_out,
-                          ffmpeg=job.ffmpeg, progress=bar, report=report)
-    finally:
-        bar.close()
+    with contextlib.ExitStack() as stack:
+        early = None
+        if "tensorflow" in sys.modules or address_space_limit() is not None:
+            # Under `ulimit -v` nothing is started before TensorFlow's headroom check (load_tensorflow).
+            prefetch(src, ffmpeg=job.ffmpeg)  # ffmpeg reads the file while TensorFlow imports
+        else:  # ffmpeg probes the file and decodes its first frames while TensorFlow imports
+            early = stack.enter_context(DecodeAhead(src, job.options, ffmpeg=job.ffmpeg))
+        load_tensorflow()
+        bar = _Bar(src.name, job.quiet or job.json_out)
+        try:
+            s = process_video(src, output, model=job.spec, options=job.options, labels_out=labels_out,
+                              ffmpeg=job.ffmpeg, progress=bar, report=report, early=early)
+        finally:
+            bar.close()
     _warn_damaged(s)
     if job.json_out:
         typer.echo(json.dumps(s.as_dict()))

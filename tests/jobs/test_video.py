@@ -19,6 +19,7 @@ import pytest
 from clips import (
     audio_codecs,
     decoded_frames,
+    ffmpeg_processes_with,
     frame_at,
     frame_times,
     held_decoder,
@@ -380,19 +381,6 @@ def test_cli_video_summary_quiet_json_and_errors(clips, tiny_keras, tmp_path):
     assert r.exit_code == 2 and "either --labels-out" in r.stderr and not (tmp_path / "x.mp4").exists()
 
 
-def _ffmpeg_children_with(text: str) -> list[int]:
-    found = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "ffmpeg" in cmd and text in cmd:
-                found.append(int(p.name))
-    return found
-
-
 def _ctrl_c_as_a_terminal_sends() -> None:
     """SIGINT back to its default in the child: a test run started in the background by a shell without job
     control (``./scripts/test &``) ignores SIGINT, and the children inherit that, so Python would install no
@@ -433,15 +421,15 @@ def test_a_run_killed_midway_leaves_no_output(tiny_keras, tmp_path, sig):
             assert p.returncode == 130 and b"vidcam: error: interrupted" in err and b"Traceback" not in err
             assert not list(work.iterdir())  # temporary files removed too
             deadline = time.monotonic() + 30
-            while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
+            while ffmpeg_processes_with(str(src)) and time.monotonic() < deadline:
                 time.sleep(0.1)  # killed: gone as soon as the kernel has reaped them
-            assert not _ffmpeg_children_with(str(src))  # the ffmpeg children (the held decoder too) were killed
+            assert not ffmpeg_processes_with(str(src))  # the ffmpeg children (the held decoder too) were killed
         else:
             # kill -9 gives vidcam no chance to clean up: a hidden .part file may stay, never the final name.
             deadline = time.monotonic() + 30
-            while _ffmpeg_children_with(str(src)) and time.monotonic() < deadline:
+            while ffmpeg_processes_with(str(src)) and time.monotonic() < deadline:
                 time.sleep(0.1)  # the children exit on their own once their pipes close (or their parent is gone)
-            assert not _ffmpeg_children_with(str(src))
+            assert not ffmpeg_processes_with(str(src))
     finally:  # a failed check never leaves the held run behind (its decoder would keep it alive)
         if p.poll() is None:
             p.kill()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -66,7 +67,7 @@ from vidcam.models.zoo import DEFAULT_MODEL
 
 __all__ = [
     "process_video", "VideoOptions", "VideoSummary", "VIDEO_SUFFIXES", "audio_codec_for", "parse_time",
-    "smooth_maps", "default_output", "video_engine", "encoder_threads", "serial_opencv",
+    "smooth_maps", "default_output", "video_engine", "encoder_threads", "serial_opencv", "DecodeAhead",
 ]
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
@@ -80,6 +81,8 @@ _COPYABLE = {
 
 # Full-size frames held in the queues at once, at most (plus one batch in each stage): bounds memory for 4K.
 _QUEUE_BYTES = 256 * 2**20
+# Decoded frames a DecodeAhead holds before its job takes them, at most (at least one batch).
+_AHEAD_BYTES = 128 * 2**20
 
 ProgressCallback = Callable[[int, int | None], None]
 MIN_DURATION = 0.001  # seconds
@@ -198,6 +201,8 @@ class VideoSummary:
         cuts: ``(frame, time)`` of each frame that starts a new shot (:class:`vidcam.media.shots.CutDetector`);
             ``smooth`` starts again there.
         report: the HTML report written (its timeline PNG beside it), if any.
+        decoded_ahead: frames the decoder had read before the job started (a :class:`DecodeAhead`: while the
+            CLI imported TensorFlow), 0 without one. ``seconds`` does not include their decoding.
     """
 
     input: str
@@ -222,6 +227,7 @@ class VideoSummary:
     flips_per_minute: float = 0.0
     cuts: list[tuple[int, float]] = field(default_factory=list)
     report: str | None = None
+    decoded_ahead: int = 0
 
     @property
     def frames_per_second(self) -> float:
@@ -238,7 +244,7 @@ class VideoSummary:
             "top_labels": [{"label": k, "frames": v} for k, v in self.top_labels],
             "stability": self.stability, "stability_min": self.stability_min, "label_flips": self.label_flips,
             "flips_per_minute": self.flips_per_minute, "cuts": [{"frame": i, "time": t} for i, t in self.cuts],
-            "report": self.report,
+            "report": self.report, "decoded_ahead": self.decoded_ahead,
             **({"metrics": self.metrics} if self.metrics is not None else {}),
         }
 
@@ -304,6 +310,7 @@ def process_video(
     ffmpeg: str | None = None,
     progress: ProgressCallback | None = None,
     report: str | Path | None = None,
+    early: DecodeAhead | None = None,
 ) -> VideoSummary:
     """Make the heatmap video of a video, streaming (memory does not grow with the video's length).
 
@@ -320,6 +327,9 @@ def process_video(
         report: write a report page here (``.html``, self-contained: the video in a player above its timeline,
             thumbnails at the label changes; the video referenced by its path relative to the page) and the
             timeline as a PNG beside it (``report.html`` -> ``report.png``).
+        early: a :class:`DecodeAhead` opened for ``input`` (and the same ``options`` and ``ffmpeg``): its probe
+            and the frames it has decoded meanwhile are used. Opened for anything else, it is stopped and unused.
+            The caller still closes it.
 
     Returns:
         A :class:`VideoSummary`.
@@ -341,11 +351,9 @@ def process_video(
         raise UsageError(f"output {output} must end in {', '.join(VIDEO_SUFFIXES)} (vidcam writes H.264)")
     kind = label_kind(labels_out, ("csv", "jsonl")) if labels_out is not None else None
     exe = ffmpeg_exe(ffmpeg)
-    info = probe(input, ffmpeg=exe)
+    info = (early.probed(input, exe) if early is not None else None) or probe(input, ffmpeg=exe)
     check_decoded_size(f"the video in {input}", info.width, info.height)  # before any frame is decoded
-    frame_bytes = info.width * info.height * 3
-    if frame_bytes * o.batch_size > _QUEUE_BYTES:  # huge frames: smaller batches keep memory bounded (same maps)
-        o = dataclasses.replace(o, batch_size=max(1, _QUEUE_BYTES // frame_bytes))
+    o = dataclasses.replace(o, batch_size=_batch_size(info, o))
     total = info.frames_between(o.start, o.duration)
     if o.start and total == 0:
         raise UsageError(f"start {o.start:g} s is at or after the end of {input} ({info.end:.3f} s)")
@@ -364,7 +372,112 @@ def process_video(
     if pages:
         run.timeline = TimelineRecorder(clf.class_names, o.top_k)
     return run.run(output, Path(labels_out) if labels_out is not None else None, kind, progress,
-                   pages[0] if pages else None)
+                   pages[0] if pages else None, early)
+
+
+def _batch_size(info: VideoInfo, o: VideoOptions) -> int:
+    """Frames per engine call for this video: the options', smaller for huge frames (memory stays bounded; the
+    maps are the same)."""
+    frame_bytes = info.width * info.height * 3
+    return max(1, _QUEUE_BYTES // frame_bytes) if frame_bytes * o.batch_size > _QUEUE_BYTES else o.batch_size
+
+
+class DecodeAhead:
+    """Probe a video and start decoding it before its job can start: the CLI opens one, then imports TensorFlow
+    (3-5 s of one core), and the decoder fills up to 128 MiB of frames on the core the import leaves idle. The job
+    (``process_video(..., early=...)``) then takes the probe and the decoded frames and goes on reading from the
+    same decoder: the frames, their times and the errors are those the job would have read itself.
+
+    Anything that fails here (a missing file, a file that is no video) is left for the job to find and report;
+    opened for other options than the job's, it is stopped and the job decodes on its own. Close it (or use it as
+    a context manager) in any case: closing stops a decoder the job did not take.
+
+    Example:
+        >>> with DecodeAhead("video/demo.mp4") as early:  # doctest: +SKIP
+        ...     import tensorflow  # the decoder reads ahead meanwhile
+        ...     process_video("video/demo.mp4", "demo_heatmap.mp4", early=early)
+    """
+
+    def __init__(self, input: str | Path, options: VideoOptions | None = None, *, ffmpeg: str | None = None) -> None:
+        self.input, self.options, self._ffmpeg = Path(input), options or VideoOptions(), ffmpeg
+        self._info: VideoInfo | None = None
+        self._exe: str | None = None
+        self._source: VideoSource | None = None
+        self._frames: Pipeline | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._probed = threading.Event()
+        self._thread = threading.Thread(target=self._open, name="vidcam-decode-ahead", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            exe = ffmpeg_exe(self._ffmpeg)
+            info = probe(self.input, ffmpeg=exe)
+            check_decoded_size(str(self.input), info.width, info.height)
+            self._info, self._exe = info, exe
+        except BaseException:  # noqa: BLE001 - the job probes again and reports it
+            return
+        finally:
+            self._probed.set()
+        o = self.options
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                source = VideoSource(info, exe, start=o.start, duration=o.duration, batch_size=_batch_size(info, o),
+                                     planar=planar_matrix(info) is not None)
+            except BaseException:  # noqa: BLE001 - the job opens its own decoder and reports what fails
+                return
+            batches = max(1, _AHEAD_BYTES // source.pool.nbytes)
+            try:
+                self._frames = Pipeline(source, depth=batches, on_stop=source.kill, name="vidcam-decode-ahead")
+            except BaseException:  # noqa: BLE001 - no thread to read ahead: the job decodes on its own
+                source.kill()
+                return
+            self._source = source
+
+    @property
+    def decoded(self) -> int:
+        """Frames decoded so far and not yet taken by a job."""
+        source = self._source
+        return source.decoded if source is not None else 0
+
+    def probed(self, input: str | Path, exe: str) -> VideoInfo | None:
+        """The probe of ``input`` made here, if this was opened for it with that ffmpeg (waits for the probe)."""
+        if Path(input) != self.input:
+            return None
+        self._probed.wait()
+        return self._info if self._exe == exe else None
+
+    def take(self, info: VideoInfo, o: VideoOptions, exe: str) -> tuple[VideoSource, Pipeline] | None:
+        """The decoder and its read-ahead, for a job on ``info`` (as :meth:`probed` gave it) with options ``o``
+        and ffmpeg ``exe``; None (and the decoder stopped) if this was opened for anything else."""
+        self._thread.join()
+        with self._lock:
+            source, frames, self._source, self._frames = self._source, self._frames, None, None
+        if source is None or frames is None:
+            return None
+        if (info is self._info and exe == self._exe and (o.start, o.duration) == (self.options.start,
+                self.options.duration) and o.batch_size == source.batch_size
+                and source.matrix == planar_matrix(info)):
+            return source, frames
+        frames.close()
+        return None
+
+    def close(self) -> None:
+        """Stop the decoder unless a job took it."""
+        with self._lock:
+            self._closed = True
+            frames, self._source, self._frames = self._frames, None, None
+        if frames is not None:
+            frames.close()
+
+    def __enter__(self) -> DecodeAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def video_engine(model: ModelLike) -> CamEngine:
@@ -564,7 +677,7 @@ class _VideoRun:
                                                    audio=self.audio), what=f"ffmpeg (encoding {output})")
 
     def run(self, output: Path, labels_out: Path | None, kind: str | None, progress,
-            report: Path | None = None) -> VideoSummary:
+            report: Path | None = None, early: DecodeAhead | None = None) -> VideoSummary:
         info, o = self.info, self.o
         end = planned_end(info, o.start, o.duration)
         renderer = o.render.renderer(self.matrix)
@@ -579,12 +692,19 @@ class _VideoRun:
                 fh = stack.enter_context(open(stack.enter_context(atomic_output(labels_out, overwrite=o.overwrite)),
                                               "w", newline="", encoding="utf-8"))
                 labels = VideoLabelsWriter(fh, kind, o.top_k, o.metrics)
-            source = VideoSource(info, self.exe, start=o.start, duration=o.duration, batch_size=o.batch_size,
-                                 planar=self.matrix is not None)
+            taken = early.take(info, o, self.exe) if early is not None else None
+            ahead = 0
+            if taken is not None:  # decoding since before the engine was loaded
+                source, frames = taken
+                ahead = source.decoded
+                stack.callback(frames.close)
+            else:
+                source = frames = VideoSource(info, self.exe, start=o.start, duration=o.duration,
+                                              batch_size=o.batch_size, planar=self.matrix is not None)
             stack.callback(source.kill)
             sink = self._sink(tmp, output, end)
             stack.callback(sink.kill)
-            pipeline = stack.enter_context(Pipeline(source, [self.fit, self.explain], depth=self.depth,
+            pipeline = stack.enter_context(Pipeline(frames, [self.fit, self.explain], depth=self.depth,
                                                     on_stop=source.kill, name="vidcam-video"))
             if progress:
                 progress(0, self.total)
@@ -613,7 +733,7 @@ class _VideoRun:
             height=info.height + info.height % 2, audio=self.audio.codec if self.audio else "none",
             labels_out=str(labels_out) if labels_out is not None else None, seconds=seconds,
             top_labels=self.counts.most_common(), source=info, metrics=summary, vfr=info.vfr, start=first or 0.0,
-            duration=duration, repeats=self.repeats, stability=temporal["stability"],
+            duration=duration, repeats=self.repeats, decoded_ahead=ahead, stability=temporal["stability"],
             stability_min=temporal["stability_min"], label_flips=temporal["label_flips"],
             flips_per_minute=temporal["flips_per_minute"], cuts=[(c["frame"], c["time"]) for c in temporal["cuts"]],
         )

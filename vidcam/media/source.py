@@ -13,6 +13,7 @@ Times are seconds from the start of the file (ffmpeg's reference: the earliest s
 
 from __future__ import annotations
 
+import math
 import queue
 import subprocess
 import threading
@@ -75,6 +76,11 @@ class BufferPool:
         self._lock = threading.Lock()
         self.made = 0  # arrays allocated (a consumer that recycles keeps this at the number in flight)
 
+    @property
+    def nbytes(self) -> int:
+        """The size of one array, in bytes."""
+        return math.prod(self.shape)
+
     def take(self) -> np.ndarray:
         with self._lock:
             if self._free:
@@ -118,6 +124,7 @@ class VideoSource:
         self.pool = BufferPool((batch_size, *frame))
         self._times: queue.Queue = queue.Queue()
         self._last = -1
+        self.decoded = 0  # frames read so far (in batches handed out)
         self._tb: Fraction | None = None
         self.decoder = FFmpegProcess(
             decode_args(exe, info.path, start=start, duration=duration, filters=decode_filters(info, planar),
@@ -177,6 +184,7 @@ class VideoSource:
                 ticks[n], tb = self._time_of(index + n)
                 n += 1
             if n:
+                self.decoded = index + n
                 yield FrameBatch(index, ticks[:n], tb, frames[:n], frames)
                 index += n
             if n < b:
