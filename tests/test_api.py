@@ -62,6 +62,7 @@ PUBLIC = {
     "probe",
     "process_video",
     "process_videos",
+    "DecodeAhead",
     "read_image",
     "render",
     "train_classifier",

@@ -24,6 +24,7 @@ def test_bench_quick_runs_and_reports(tmp_path):
     assert r["bound"] in r["stages"]
     assert set(r["cpu_ms"]) == set(r["stages"]) and all(v > 0 for v in r["cpu_ms"].values())
     assert r["budget_fps"] > 0 and 0 < r["budget_fraction"] and 0 < r["busy_cores_fraction"]
+    assert r["decoded_ahead"] >= 0 and r["budget_fraction"] <= r["budget_fraction_all_frames"]
     assert r["startup"]["command"] > 0 and r["startup"]["import_tensorflow"] > 0
     assert r["repeats"] > 0  # the frozen half of the freeze clip reused results
     assert "start-up:" in p.stdout and "CPU budget" in p.stdout

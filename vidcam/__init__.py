@@ -36,7 +36,7 @@ from vidcam.jobs.executors import LocalExecutor
 from vidcam.jobs.frames import FramesOptions, FramesSummary, label_frames
 from vidcam.jobs.image import ImageOptions, ImageResult, Prediction, explain_images
 from vidcam.jobs.train import TrainEvent, TrainOptions, TrainResult, train_classifier
-from vidcam.jobs.video import VideoOptions, VideoSummary, process_video
+from vidcam.jobs.video import DecodeAhead, VideoOptions, VideoSummary, process_video
 from vidcam.jobs.videos import BatchReport, process_videos
 from vidcam.media.ffmpeg_cmd import EncodeOptions
 from vidcam.media.images import fit_to_model, read_image
@@ -72,6 +72,7 @@ __all__ = [
     "CamResult",
     "Classifier",
     "CompareResult",
+    "DecodeAhead",
     "EvalResult",
     "FFmpegError",
     "FramesSummary",
