@@ -16,7 +16,7 @@ from clips import ffmpeg, ffmpeg_processes_with, frame_times, gone, held_decoder
 from conftest import classifier_for
 
 from vidcam import VideoOptions
-from vidcam.errors import InputError
+from vidcam.errors import InputError, OutputError
 from vidcam.jobs.video import DecodeAhead, process_video
 
 
@@ -107,7 +107,7 @@ def test_a_job_that_fails_before_taking_it_leaves_it_to_close(clip, engine, tmp_
     (tmp_path / "exists.mp4").write_bytes(b"mine")
     held = held_decoder(tmp_path)
     with DecodeAhead(clip, ffmpeg=str(held)) as early:
-        with pytest.raises(Exception, match="exists"):
+        with pytest.raises(OutputError, match="exists"):
             process_video(clip, tmp_path / "exists.mp4", model=engine, early=early, ffmpeg=str(held))
     assert gone(lambda: ffmpeg_processes_with(str(clip)))
     assert (tmp_path / "exists.mp4").read_bytes() == b"mine"

@@ -382,6 +382,13 @@ def _batch_size(info: VideoInfo, o: VideoOptions) -> int:
     return max(1, _QUEUE_BYTES // frame_bytes) if frame_bytes * o.batch_size > _QUEUE_BYTES else o.batch_size
 
 
+def _open_source(info: VideoInfo, o: VideoOptions, exe: str) -> VideoSource:
+    """The video's decoder as a job with options ``o`` reads it: the part chosen, its batch size for this video,
+    I420 where the source allows it."""
+    return VideoSource(info, exe, start=o.start, duration=o.duration, batch_size=_batch_size(info, o),
+                       planar=planar_matrix(info) is not None)
+
+
 class DecodeAhead:
     """Probe a video and start decoding it before its job can start: the CLI opens one, then imports TensorFlow
     (3-5 s of one core), and the decoder fills up to 128 MiB of frames on the core the import leaves idle. The job
@@ -420,13 +427,11 @@ class DecodeAhead:
             return
         finally:
             self._probed.set()
-        o = self.options
         with self._lock:
             if self._closed:
                 return
             try:
-                source = VideoSource(info, exe, start=o.start, duration=o.duration, batch_size=_batch_size(info, o),
-                                     planar=planar_matrix(info) is not None)
+                source = _open_source(info, self.options, exe)
             except BaseException:  # noqa: BLE001 - the job opens its own decoder and reports what fails
                 return
             batches = max(1, _AHEAD_BYTES // source.pool.nbytes)
@@ -458,9 +463,9 @@ class DecodeAhead:
             source, frames, self._source, self._frames = self._source, self._frames, None, None
         if source is None or frames is None:
             return None
-        if (info is self._info and exe == self._exe and (o.start, o.duration) == (self.options.start,
-                self.options.duration) and o.batch_size == source.batch_size
-                and source.matrix == planar_matrix(info)):
+        same = (o.start, o.duration, _batch_size(info, o)) == (self.options.start, self.options.duration,
+                                                                source.batch_size)
+        if info is self._info and exe == self._exe and same:  # the decoder _open_source would open for the job
             return source, frames
         frames.close()
         return None
@@ -699,8 +704,7 @@ class _VideoRun:
                 ahead = source.decoded
                 stack.callback(frames.close)
             else:
-                source = frames = VideoSource(info, self.exe, start=o.start, duration=o.duration,
-                                              batch_size=o.batch_size, planar=self.matrix is not None)
+                source = frames = _open_source(info, o, self.exe)
             stack.callback(source.kill)
             sink = self._sink(tmp, output, end)
             stack.callback(sink.kill)
