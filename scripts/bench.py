@@ -21,8 +21,10 @@ then the start-up (a one-frame video vs a bare `import tensorflow`, interleaved,
 share of the budget for the work it did itself (the CLI decodes the first frames while TensorFlow imports, before
 the pipeline's clock starts: their decoding is left out of its share; b/B counts them too), also on the long
 clip, where the engine's first call and the pipeline's fill and drain weigh less, the share of
-the cores the process tree keeps busy while frames flow, the costliest stage, and peak RSS of `vidcam video` on a
-10 s and a 60 s clip. All numbers come from this one run: ratios between runs on a noisy machine mean little.
+the cores the process tree keeps busy while frames flow, the host's steal time (a virtual machine's cores
+lent to other work: a run with steal measures the host, not vidcam), the costliest stage, and peak RSS of
+`vidcam video` on a 10 s and a 60 s clip. All numbers come from this one run: ratios between runs on a noisy
+machine mean little.
 """
 
 from __future__ import annotations
@@ -77,6 +79,17 @@ def cpu_seconds() -> float:
     """CPU time of this process (all its threads) and of its children that have been waited for."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def steal_seconds() -> float:
+    """Core-seconds the hypervisor has run something else on this machine's virtual CPUs since boot (steal time,
+    /proc/stat; 0 on bare metal or where not reported): wall time in which no process here could run."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def rate(frames: int, seconds: float) -> float:
@@ -242,12 +255,12 @@ def run_vidcam(clip: Path, out: Path, extra: list[str] | None = None) -> dict:
     children), peak RSS of that process, and the job's summary."""
     args = [sys.executable, "-m", "vidcam", "video", str(clip), "-o", str(out), "--overwrite", "--quiet",
             "--json", *(extra or [])]
-    t0 = time.perf_counter()
+    t0, s0 = time.perf_counter(), steal_seconds()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     stdout = proc.stdout.read()
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)  # the child's usage includes its waited-for children (ffmpeg)
-    seconds = time.perf_counter() - t0
+    seconds, stolen = time.perf_counter() - t0, steal_seconds() - s0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"vidcam video failed: {stderr.decode(errors='replace')[-2000:]}")
     summary = json.loads(stdout.decode().strip().splitlines()[-1])
@@ -255,7 +268,8 @@ def run_vidcam(clip: Path, out: Path, extra: list[str] | None = None) -> dict:
     return {"fps": rate(frames, float(summary.get("seconds") or seconds)), "frames": frames,
             "rss": usage.ru_maxrss * 1024, "command_fps": rate(frames, seconds), "wall": seconds,
             "cpu": usage.ru_utime + usage.ru_stime, "pipeline_seconds": float(summary.get("seconds") or seconds),
-            "repeats": int(summary.get("repeats", 0)), "ahead": int(summary.get("decoded_ahead", 0))}
+            "repeats": int(summary.get("repeats", 0)), "ahead": int(summary.get("decoded_ahead", 0)),
+            "steal": stolen / (seconds * (os.cpu_count() or 1))}
 
 
 def bench_startup(exe: str, work: Path, runs: int = 3) -> dict:
@@ -331,7 +345,9 @@ def main() -> None:
               f"TensorFlow {tf.__version__} (oneDNN {onednn}), load average {os.getloadavg()[0]:.1f}; "
               f"clip: {args.size}, {short} s, 25 fps, AAC audio; model {clf.name}, batch {args.batch}"
               + (f"; method {args.method} for (b) and the engine" if args.method != "gradcam" else ""), flush=True)
+        t0, s0 = time.perf_counter(), steal_seconds()
         stages, cpu_ms = bench_stages(exe, clip, engine, args.batch)
+        stages_steal = (steal_seconds() - s0) / ((time.perf_counter() - t0) * (os.cpu_count() or 1))
         nan = (float("nan"), 0)
         a_fps, a_frames = nan if args.skip_book else book_in_child(clip, work / "book", book_frames, None)
         a1_fps, a1_frames = nan if args.skip_book else book_in_child(clip, work / "book1", book_frames or 75, True)
@@ -380,6 +396,8 @@ def main() -> None:
           f"{long_} s clip; b/B = {b['fps'] / budget:.2f} and {long_run['fps'] / budget:.2f} counting the frames "
           f"decoded while TensorFlow imported as its own)   process-tree CPU while frames flow: {busy:.2f} of "
           f"{cores} cores")
+    print(f"host steal (the hypervisor running other work on these CPUs): {b['steal']:.1%} of the cores' time "
+          f"during (b), {long_run['steal']:.1%} on the long clip, {stages_steal:.1%} while the stages ran alone")
     print(f"costliest stage: {bound} ({cpu_ms[bound]:.1f} of {sum(cpu_ms.values()):.1f} CPU-ms per frame); "
           f"freeze: {freeze['fps'] / plain['fps']:.2f}x the frames/s of the same clip without it")
     print(f"peak RSS: {b['rss'] / 2**20:.0f} MiB for {short} s, {long_run['rss'] / 2**20:.0f} MiB for {long_} s "
@@ -392,6 +410,7 @@ def main() -> None:
             "budget_fraction": fraction, "long_fps": long_run["fps"], "long_budget_fraction": long_fraction,
             "budget_fraction_all_frames": b["fps"] / budget, "decoded_ahead": b["ahead"],
             "long_decoded_ahead": long_run["ahead"], "busy_cores_fraction": busy, "startup": start,
+            "steal": {"b": b["steal"], "long": long_run["steal"], "stages": stages_steal},
             "freeze_speedup": freeze["fps"] / plain["fps"], "repeats": freeze["repeats"],
             "rss_short": b["rss"], "rss_long": long_run["rss"], "quick": args.quick,
             "size": args.size, "batch": args.batch, "gpus": len(gpus),
