@@ -14,7 +14,17 @@ from typer.testing import CliRunner
 
 from vidcam import FramesOptions, VideoOptions
 from vidcam.cam.engine import CamEngine
-from vidcam.cam.metrics import CamMetrics, auc, baseline_image, evaluate, evaluate_batch, importance_order, summarize
+from vidcam.cam.metrics import (
+    CamMetrics,
+    auc,
+    average_ranks,
+    baseline_image,
+    evaluate,
+    evaluate_batch,
+    importance_order,
+    rank_correlations,
+    summarize,
+)
 from vidcam.errors import UsageError
 from vidcam.jobs.compare import DEFAULT_METHODS, CompareOptions
 from vidcam.jobs.image import ImageOptions
@@ -382,3 +392,25 @@ def test_cli_video_and_frames_metrics(tiny_flat, clip, tmp_path):
                             "--json", "-y"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["metrics"]["frames"] == 10
+
+
+def test_rank_correlations_match_a_pair_by_pair_spearman_with_ties():
+    """The batched ranks (one set of array operations for a batch of maps) give each map the ranks a direct
+    definition gives: ties share their average rank, a constant map correlates 0 with anything."""
+    def ranks(x):  # by definition: 1 + the cells below, + half the other cells equal to it
+        x = np.asarray(x, np.float64).ravel()
+        return np.array([1 + (x < v).sum() + ((x == v).sum() - 1) / 2 for v in x])
+
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 4, (12, 5, 5)).astype(np.float32)  # many ties
+    b = np.concatenate([rng.random((6, 5, 5)), rng.integers(0, 3, (6, 5, 5))]).astype(np.float32)
+    a[3] = 0.5  # constant
+    assert np.array_equal(average_ranks(a.reshape(12, -1)), np.stack([ranks(x) for x in a]))
+    expected = []
+    for x, y in zip(a, b):
+        rx, ry = ranks(x), ranks(y)
+        expected.append(0.0 if rx.std() == 0 or ry.std() == 0 else np.corrcoef(rx, ry)[0, 1])
+    got = rank_correlations(a, b)
+    assert got[3] == 0.0 and np.allclose(got, expected, atol=1e-12)
+    ramp = np.arange(25, dtype=np.float32).reshape(1, 5, 5)
+    assert rank_correlations(ramp, ramp[:, ::-1, ::-1])[0] == pytest.approx(-1.0)
