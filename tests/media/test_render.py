@@ -136,3 +136,43 @@ def test_the_font_is_matplotlibs_dejavu_found_without_importing_matplotlib():
             "draw_label(np.zeros((90, 160, 3), np.uint8), 'café 1.0%'); print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"  # a video run draws its banners without loading matplotlib
+
+
+@pytest.mark.parametrize("shape, size", [((7, 7), (320, 180)), ((14, 10), (1280, 720)), ((1, 1), (5, 3)),
+                                         ((6, 9), (4, 4))])
+def test_small_maps_resize_by_matrix_products_as_opencv_does(shape, size):
+    import cv2
+
+    from vidcam.media.render import _cubic_weights
+
+    cam = np.random.default_rng(1).random(shape, dtype=np.float32)
+    got = _cubic_weights(shape[0], size[1]) @ cam @ _cubic_weights(shape[1], size[0]).T
+    np.testing.assert_allclose(got, cv2.resize(cam, size, interpolation=cv2.INTER_CUBIC), atol=1e-5)
+
+
+def test_a_label_drawn_as_name_and_number_reads_as_the_whole_line():
+    """The banner draws the name and the number as two cached pieces (the number changes every frame): the
+    result is the whole line's text, its number where one line puts it (within a pixel), in one even-width bar."""
+    import cv2
+
+    from vidcam.media.render import draw_label_i420, label_size
+    from vidcam.media.text import text_mask
+
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    banner = draw_label(frame, "tiger cat 38.6%")[:60, :400].mean(axis=2).astype(np.float32)
+
+    def found(text: str) -> tuple[float, int]:  # how exactly the text's mask is in the banner, and where
+        mask = text_mask(text, label_size(640, 480)).astype(np.float32)
+        _, best, _, at = cv2.minMaxLoc(cv2.matchTemplate(banner, mask, cv2.TM_CCOEFF_NORMED))
+        return best, at[0]
+
+    (name, x_name), (number, x_number) = found("tiger cat"), found("38.6%")
+    advance = text_mask("tiger cat ", label_size(640, 480), advance=True).shape[1]  # the pen after the space
+    assert name > 0.99 and number > 0.99 and abs(x_number - (x_name + advance)) <= 1
+    assert (banner[:15, x_name + advance - 2] == 30).all() and (banner[:15] == 100).any()  # one bar, then the frame
+    yuv = np.full((720, 640), 128, np.uint8)
+    yuv[:480] = 100
+    draw_label_i420(yuv, "tiger cat 38.6%")
+    y, u = yuv[:480], yuv[480:600].reshape(240, 320)
+    dark = y[:40] < 60
+    assert dark.any() and (y[:40] > 200).any() and (u == 128).all()  # grey stays grey in chroma: no colour fringe

@@ -41,16 +41,21 @@ def _font(size: int):
 
 
 @lru_cache(maxsize=1024)  # about 10 kB each at a 720p banner's size
-def text_mask(text: str, size: int) -> np.ndarray:
+def text_mask(text: str, size: int, *, advance: bool = False) -> np.ndarray:
     """One line of ``text`` at ``size`` pixels (the font's em size) as a coverage mask: (height, width) uint8,
     255 where the glyphs are fully drawn. The height is the font's line height (ascent + descent), the same for
-    every text at that size, so banners do not jump in height between labels. Read-only (it is cached)."""
+    every text at that size, so banners do not jump in height between labels. Read-only (it is cached).
+
+    ``advance``: as wide as the pen moves (trailing spaces included), so that a text drawn right after it sits
+    where it would in one line."""
     from PIL import Image, ImageDraw
 
     with _LOCK:
         font = _font(max(1, int(size)))
         ascent, descent = font.getmetrics()
         left, _, right, _ = font.getbbox(text) if text else (0, 0, 0, 0)
+        if advance:
+            right = max(right, round(font.getlength(text)))
         image = Image.new("L", (max(1, right - min(0, left)), ascent + descent), 0)
         ImageDraw.Draw(image).text((-min(0, left), 0), text, font=font, fill=255)
     mask = np.asarray(image, np.uint8).copy()
