@@ -6,6 +6,8 @@ alpha. Nothing is rescaled per frame (no min-max of the composite), so a video d
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -163,45 +165,108 @@ def _pieces(text: str) -> tuple[tuple[str, bool, bool], ...]:
     return ((head + space, True, False), (tail, False, True))
 
 
-@lru_cache(maxsize=2048)  # about 30 kB each at 720p (a name, or one of the numbers 0.0% .. 100.0%)
-def _banner(text: str, size: int, left: bool = True, right: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
-    """A banner piece as two cached factors: ``out = (pixel * k + c) >> 8`` darkens the bar to 30% and draws the
-    text in white through its coverage mask, in one pass of integer arithmetic per frame. Also the padding. A
-    piece with ``right=False`` is as wide as the text advances (another piece follows it), rounded up to even
-    (I420's chroma pairs columns)."""
+class _BoundedCache:
+    """A least-recently-used cache of built arrays, bounded by their bytes rather than their number: a banner
+    piece is 55 kB at 720p but 520 kB at 2160p, and a video can show every number from 0.0% to 100.0%. Safe to
+    call from several threads (a piece built twice by a race is kept once)."""
+
+    def __init__(self, build, max_bytes: int) -> None:
+        self._build, self.max_bytes = build, max_bytes
+        self._items: OrderedDict[tuple, tuple] = OrderedDict()
+        self._sizes: dict[tuple, int] = {}
+        self.bytes = self.hits = self.misses = 0
+        self._lock = threading.Lock()
+        self.__doc__, self.__wrapped__ = build.__doc__, build
+
+    def __call__(self, *key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return value
+        value = self._build(*key)
+        size = sum(a.nbytes for a in value if isinstance(a, np.ndarray))
+        with self._lock:
+            self.misses += 1
+            if key not in self._items:
+                self._items[key], self._sizes[key] = value, size
+                self.bytes += size
+                while self.bytes > self.max_bytes and len(self._items) > 1:
+                    old, _ = self._items.popitem(last=False)
+                    self.bytes -= self._sizes.pop(old)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._sizes.clear()
+            self.bytes = self.hits = self.misses = 0
+
+
+def _cover(text: str, size: int, left: bool, right: bool) -> tuple[np.ndarray, int]:
+    """A banner piece's text coverage (uint32, 0..255) placed inside its padding, and the padding. A piece with
+    ``right=False`` is as wide as the text advances (another piece follows it), rounded up to even (I420's
+    chroma pairs columns). Not cached: the factors built from it are."""
     from vidcam.media.text import text_mask
 
-    mask = text_mask(text, size, advance=not right).astype(np.uint32)
+    # Past text_mask's own cache: the factors hold what a banner needs, and the thousand numbers a video can
+    # show would otherwise crowd out the few strings the other pictures reuse.
+    mask = text_mask.__wrapped__(text, size, advance=not right)
     pad = max(3, size // 4)
     x0 = pad if left else 0
     width = x0 + mask.shape[1] + (pad if right else mask.shape[1] % 2 ^ x0 % 2)
     cover = np.zeros((mask.shape[0] + pad, width), np.uint32)
     cover[pad // 2 : pad // 2 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
-    k = (77 * (255 - cover) + 127) // 255  # 77 / 256 = 0.3: the darkened background where the text is not
+    return cover, pad
+
+
+def _k(cover: np.ndarray) -> np.ndarray:
+    return (77 * (255 - cover) + 127) // 255  # 77 / 256 = 0.3: the darkened background where the text is not
+
+
+def _banner_factors(text: str, size: int, left: bool = True, right: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A banner piece as two factors: ``out = (pixel * k + c) >> 8`` darkens the bar to 30% and draws the text
+    in white through its coverage mask, in one pass of integer arithmetic per frame."""
+    cover, _ = _cover(text, size, left, right)
     c = cover * 256 + 128  # white (255) times the coverage, in the same 1/256 steps, and rounding
     # Three channels stored whole: numpy broadcasting a (h, w, 1) factor is ten times slower per frame.
-    k3, c3 = (np.repeat(a.astype(np.uint16)[..., None], 3, axis=2) for a in (k, c))
+    k3, c3 = (np.repeat(a.astype(np.uint16)[..., None], 3, axis=2) for a in (_k(cover), c))
     k3.setflags(write=False)
     c3.setflags(write=False)
-    return k3, c3, pad
+    return k3, c3
+
+
+_banner = _BoundedCache(_banner_factors, 24 << 20)  # 450 pieces at 720p, 46 at 2160p
+
+
+def _placed(factors, text: str, w: int, h: int):
+    """Where the pieces of a label go on a (h, w) picture: (factors, x, rows, columns) for each piece that
+    shows, clipped to the picture; each piece starts where the one before it ends."""
+    x = 0
+    for piece, left, right in _pieces(text):
+        f = factors(piece, label_size(w, h), left, right)
+        bh, bw = min(h, f[0].shape[0]), max(0, min(w - x, f[0].shape[1]))
+        if bh and bw:
+            yield f, x, bh, bw
+        x += f[0].shape[1]
 
 
 def draw_label(frame: np.ndarray, text: str, *, inplace: bool = False) -> np.ndarray:
     """Draw a label banner (white text on a darkened bar) at the top left of the frame.
 
     The text is drawn with DejaVu Sans through FreeType (:mod:`vidcam.media.text`), so any class name shows as
-    written (``Kätzchen``, ``café``, Greek, Cyrillic). Each distinct name and number is rendered once and reused:
-    the video pipeline draws a banner on every frame.
+    written (``Kätzchen``, ``café``, Greek, Cyrillic). Each distinct name and number is rendered once and reused
+    (within a bounded memory): the video pipeline draws a banner on every frame.
     """
     out = frame if inplace else frame.copy()
     h, w = out.shape[:2]
-    x = 0
-    for piece in _pieces(text):
-        k, c, _ = _banner(piece[0], label_size(w, h), *piece[1:])
-        bh, bw = min(h, k.shape[0]), max(0, min(w - x, k.shape[1]))
+    for (k, c), x, bh, bw in _placed(_banner, text, w, h):
         region = out[:bh, x : x + bw]
         region[:] = (region * k[:bh, :bw] + c[:bh, :bw]) >> 8
-        x += k.shape[1]
     return out
 
 
@@ -270,22 +335,26 @@ class Renderer:
         return blended
 
 
-@lru_cache(maxsize=2048)
-def _banner_i420(text: str, size: int, left: bool = True, right: bool = True) -> tuple[np.ndarray, ...]:
-    """:func:`_banner`'s factors for I420 (limited range): ``Y' = 16 + ((Y - 16) * k + c) >> 8`` and, for each
+def _banner_i420_factors(text: str, size: int, left: bool = True, right: bool = True) -> tuple[np.ndarray, ...]:
+    """:func:`_banner_factors` for I420 (limited range): ``Y' = 16 + ((Y - 16) * k + c) >> 8`` and, for each
     chroma sample, ``U' = 128 + ((U - 128) * kc + 128) >> 8`` with ``kc`` the mean of its 2x2 ``k``. Even
-    sizes (factors of 256 where the banner is not: those pixels keep their values)."""
-    k3, c3, _ = _banner(text, size, left, right)
-    h, w = k3.shape[:2]
-    k = np.full((h + h % 2, w + w % 2), 256, np.int32)
-    cover = np.zeros(k.shape, np.int32)
-    k[:h, :w] = k3[..., 0]
-    cover[:h, :w] = (c3[..., 0].astype(np.int32) - 128) // 256
+    sizes (factors of 256 where the banner is not: those pixels keep their values); uint16 (k <= 256,
+    c <= 56192), applied in int32."""
+    cover3, _ = _cover(text, size, left, right)
+    h, w = cover3.shape
+    cover = np.zeros((h + h % 2, w + w % 2), np.int32)
+    cover[:h, :w] = cover3
+    k = np.full(cover.shape, 256, np.int32)
+    k[:h, :w] = _k(cover3)
     c = (cover * 219 * 256 + 127) // 255 + 128  # white is Y 235: 219 steps above black's 16
     kc = (k[0::2, 0::2] + k[1::2, 0::2] + k[0::2, 1::2] + k[1::2, 1::2] + 2) // 4
-    for a in (k, c, kc):
+    factors = tuple(a.astype(np.uint16) for a in (k, c, kc))
+    for a in factors:
         a.setflags(write=False)
-    return k, c, kc
+    return factors
+
+
+_banner_i420 = _BoundedCache(_banner_i420_factors, 16 << 20)  # 800 pieces at 720p, 80 at 2160p
 
 
 def draw_label_i420(frame: np.ndarray, text: str) -> None:
@@ -294,17 +363,13 @@ def draw_label_i420(frame: np.ndarray, text: str) -> None:
 
     y, u, v = planes(frame)
     h, w = y.shape
-    x = 0
-    for piece in _pieces(text):
-        k, c, kc = _banner_i420(piece[0], label_size(w, h), *piece[1:])
-        bh, bw = min(h, k.shape[0]), max(0, min(w - x, k.shape[1]))
+    for (k, c, kc), x, bh, bw in _placed(_banner_i420, text, w, h):
         region = y[:bh, x : x + bw]
         region[:] = 16 + (((region.astype(np.int32) - 16) * k[:bh, :bw] + c[:bh, :bw]) >> 8)
         ch, cw, cx = bh // 2, bw // 2, x // 2
         for plane in (u, v):
             part = plane[:ch, cx : cx + cw]
             part[:] = 128 + (((part.astype(np.int32) - 128) * kc[:ch, :cw] + 128) >> 8)
-        x += k.shape[1]
 
 
 class PlanarRenderer:
