@@ -172,29 +172,25 @@ class _BoundedCache:
 
     def __init__(self, build, max_bytes: int) -> None:
         self._build, self.max_bytes = build, max_bytes
-        self._items: OrderedDict[tuple, tuple] = OrderedDict()
-        self._sizes: dict[tuple, int] = {}
-        self.bytes = self.hits = self.misses = 0
+        self._items: OrderedDict[tuple, tuple[tuple, int]] = OrderedDict()  # key -> (arrays, their bytes)
+        self.bytes = 0
         self._lock = threading.Lock()
-        self.__doc__, self.__wrapped__ = build.__doc__, build
 
     def __call__(self, *key):
         with self._lock:
-            value = self._items.get(key)
-            if value is not None:
+            item = self._items.get(key)
+            if item is not None:
                 self._items.move_to_end(key)
-                self.hits += 1
-                return value
+                return item[0]
         value = self._build(*key)
-        size = sum(a.nbytes for a in value if isinstance(a, np.ndarray))
+        size = sum(a.nbytes for a in value)
         with self._lock:
-            self.misses += 1
             if key not in self._items:
-                self._items[key], self._sizes[key] = value, size
+                self._items[key] = value, size
                 self.bytes += size
                 while self.bytes > self.max_bytes and len(self._items) > 1:
-                    old, _ = self._items.popitem(last=False)
-                    self.bytes -= self._sizes.pop(old)
+                    _, (_, dropped) = self._items.popitem(last=False)
+                    self.bytes -= dropped
         return value
 
     def __len__(self) -> int:
@@ -203,12 +199,11 @@ class _BoundedCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-            self._sizes.clear()
-            self.bytes = self.hits = self.misses = 0
+            self.bytes = 0
 
 
-def _cover(text: str, size: int, left: bool, right: bool) -> tuple[np.ndarray, int]:
-    """A banner piece's text coverage (uint32, 0..255) placed inside its padding, and the padding. A piece with
+def _cover(text: str, size: int, left: bool, right: bool) -> np.ndarray:
+    """A banner piece's text coverage (uint32, 0..255) placed inside its padding. A piece with
     ``right=False`` is as wide as the text advances (another piece follows it), rounded up to even (I420's
     chroma pairs columns). Not cached: the factors built from it are."""
     from vidcam.media.text import text_mask
@@ -221,7 +216,7 @@ def _cover(text: str, size: int, left: bool, right: bool) -> tuple[np.ndarray, i
     width = x0 + mask.shape[1] + (pad if right else mask.shape[1] % 2 ^ x0 % 2)
     cover = np.zeros((mask.shape[0] + pad, width), np.uint32)
     cover[pad // 2 : pad // 2 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
-    return cover, pad
+    return cover
 
 
 def _k(cover: np.ndarray) -> np.ndarray:
@@ -231,7 +226,7 @@ def _k(cover: np.ndarray) -> np.ndarray:
 def _banner_factors(text: str, size: int, left: bool = True, right: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """A banner piece as two factors: ``out = (pixel * k + c) >> 8`` darkens the bar to 30% and draws the text
     in white through its coverage mask, in one pass of integer arithmetic per frame."""
-    cover, _ = _cover(text, size, left, right)
+    cover = _cover(text, size, left, right)
     c = cover * 256 + 128  # white (255) times the coverage, in the same 1/256 steps, and rounding
     # Three channels stored whole: numpy broadcasting a (h, w, 1) factor is ten times slower per frame.
     k3, c3 = (np.repeat(a.astype(np.uint16)[..., None], 3, axis=2) for a in (_k(cover), c))
@@ -340,7 +335,7 @@ def _banner_i420_factors(text: str, size: int, left: bool = True, right: bool = 
     chroma sample, ``U' = 128 + ((U - 128) * kc + 128) >> 8`` with ``kc`` the mean of its 2x2 ``k``. Even
     sizes (factors of 256 where the banner is not: those pixels keep their values); uint16 (k <= 256,
     c <= 56192), applied in int32."""
-    cover3, _ = _cover(text, size, left, right)
+    cover3 = _cover(text, size, left, right)
     h, w = cover3.shape
     cover = np.zeros((h + h % 2, w + w % 2), np.int32)
     cover[:h, :w] = cover3
