@@ -62,3 +62,40 @@ print(gc.collect() >= 2)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split() == ["0", "True", "True", "True"]
+
+
+_AFTER = """
+import sys, threading
+from vidcam.tfimport import after_runtime, wait_runtime_work
+
+seen = {}
+
+
+def work():
+    tf = sys.modules["tensorflow"]
+    seen["during the import"] = tf.__spec__._initializing
+    seen["in a thread"] = threading.current_thread() is not threading.main_thread()
+    from tensorflow.python.framework import constant_op  # a runtime module: loaded, nothing to wait for
+
+    seen["runs"] = int(constant_op.constant([1, 2, 3]).numpy().sum())
+
+
+cancel = after_runtime(lambda: seen.setdefault("cancelled work ran", True))
+assert cancel() is True and cancel() is False
+after_runtime(work)
+import tensorflow
+
+wait_runtime_work()
+assert not [f for f in sys.meta_path if type(f).__module__ == "vidcam.tfimport"], "a finder was left behind"
+later = []
+after_runtime(lambda: later.append(threading.current_thread() is not threading.main_thread()))
+wait_runtime_work()
+print(sorted(seen.items()), later)
+"""
+
+
+def test_work_after_the_runtime_runs_while_tensorflow_still_imports_and_at_once_after():
+    r = subprocess.run([sys.executable, "-c", _AFTER], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == (
+        "[('during the import', True), ('in a thread', True), ('runs', 6)] [True]")

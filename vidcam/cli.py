@@ -298,7 +298,7 @@ def load_tensorflow() -> None:
         return
     from vidcam.memory import check_headroom, economize
     from vidcam.quiet import muted_stderr
-    from vidcam.tfimport import keras_deferred
+    from vidcam.tfimport import keras_deferred, wait_runtime_work
 
     check_headroom()  # under `ulimit -v`: refuse now rather than abort inside TensorFlow's C++ start-up
     economize()
@@ -312,6 +312,7 @@ def load_tensorflow() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")  # device discovery logs too
+            wait_runtime_work()  # what started while TensorFlow imported (a step warmed): its runtime logs too
     finally:
         gc.freeze()
         if collecting:
@@ -1077,7 +1078,7 @@ def _one_video(job: _VideoJob, src: Path, output: Path | None, labels_out: Path 
             # Under `ulimit -v` nothing is started before TensorFlow's headroom check (load_tensorflow).
             prefetch(src, ffmpeg=job.ffmpeg)  # ffmpeg reads the file while TensorFlow imports
         else:  # ffmpeg probes the file and decodes its first frames while TensorFlow imports
-            early = stack.enter_context(DecodeAhead(src, job.options, ffmpeg=job.ffmpeg))
+            early = stack.enter_context(DecodeAhead(src, job.options, ffmpeg=job.ffmpeg, model=job.spec))
         load_tensorflow()
         bar = _Bar(src.name, job.quiet or job.json_out)
         try:

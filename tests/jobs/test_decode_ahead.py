@@ -154,3 +154,50 @@ sys.meta_path.insert(0, _Hold())
         if p.poll() is None:
             p.kill()
             p.communicate()
+
+
+_WARM = """
+import json, sys, threading
+
+imports = []
+
+
+def audit(event, args):  # modules imported by the warm-up's thread while TensorFlow was still importing
+    tf = sys.modules.get("tensorflow")
+    if (event == "import" and threading.current_thread().name == "vidcam-after-runtime" and tf is not None
+            and tf.__spec__._initializing):
+        imports.append(args[0])
+
+
+sys.addaudithook(audit)
+from vidcam.cli import load_tensorflow
+from vidcam.jobs.video import DecodeAhead, process_video
+
+clip, cached, uncached, out = sys.argv[1:5]
+with DecodeAhead(clip, model=cached) as early, DecodeAhead(clip, model=uncached) as other:
+    load_tensorflow()
+    warmed = [early.warmed, other.warmed]
+    keras = "keras" in sys.modules
+    process_video(clip, out + "/warm.mp4", model=cached, labels_out=out + "/warm.csv", early=early)
+process_video(clip, out + "/plain.mp4", model=cached, labels_out=out + "/plain.csv")
+print(json.dumps({"warmed": warmed, "keras": keras, "imports": imports}))
+"""
+
+
+def test_a_cached_step_is_warmed_while_tensorflow_imports_and_changes_nothing(clip, tiny_flat, tmp_path):
+    """Given the model, DecodeAhead runs its cached step once while `import tensorflow` loads the rest of TensorFlow
+    (in a fresh process: the import is what is tested), importing nothing meanwhile; a step not in the cache is
+    left alone (no Keras loaded to build it); the job's video and labels are those of a run without it."""
+    from vidcam.cam.spec import ModelSpec
+
+    cached = save_tiny_keras(tiny_flat, tmp_path / "cached.keras", ["cat", "dog", "bird"])
+    uncached = save_tiny_keras(tiny_flat, tmp_path / "uncached.keras", ["cat", "dog", "bird", "fish"])
+    ModelSpec(str(cached)).build()  # its step is now in the cache (the session's VIDCAM_CACHE)
+    r = subprocess.run([sys.executable, "-c", _WARM, str(clip), str(cached), str(uncached), str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = __import__("json").loads(r.stdout.strip().splitlines()[-1])
+    assert result == {"warmed": [True, False], "keras": False, "imports": []}
+    assert frame_times(tmp_path / "warm.mp4") == frame_times(tmp_path / "plain.mp4")
+    assert _md5s(tmp_path / "warm.mp4") == _md5s(tmp_path / "plain.mp4")
+    assert (tmp_path / "warm.csv").read_text() == (tmp_path / "plain.csv").read_text()

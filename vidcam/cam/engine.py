@@ -195,9 +195,9 @@ def usable_cores() -> int:
 
 def runs_on_cpu() -> bool:
     """True when TensorFlow sees no GPU: the engine's kernels share the CPU's cores with everything else."""
-    import tensorflow as tf
+    from tensorflow.python.eager import context  # tf.config.list_physical_devices, from the runtime's modules
 
-    return not tf.config.list_physical_devices("GPU")
+    return not context.context().list_physical_devices("GPU")
 
 
 def leave_cores(n: int = 1) -> int | None:
@@ -207,17 +207,19 @@ def leave_cores(n: int = 1) -> int | None:
     25-27 CPU-ms per frame inside the video pipeline with 2 threads, 21 with 1 (19 alone).
 
     Only before TensorFlow's runtime starts, without a GPU, and when nobody chose a thread count already;
-    returns the count set, or None when it left TensorFlow as it was.
+    returns the count set, or None when it left TensorFlow as it was. Uses the runtime's modules only
+    (``tf.config.threading`` is this), so it may run while ``import tensorflow`` loads the rest.
     """
-    import tensorflow as tf
+    from tensorflow.python.eager import context
 
+    ctx = context.context()
     cores = usable_cores()
-    if cores <= n or tf.config.threading.get_intra_op_parallelism_threads():
+    if cores <= n or ctx.intra_op_parallelism_threads:
         return None
     if not runs_on_cpu():
         return None
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(cores - n)
+        ctx.intra_op_parallelism_threads = cores - n
     except RuntimeError:  # the runtime has started: its thread pools are fixed
         return None
     return cores - n

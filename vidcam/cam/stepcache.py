@@ -24,12 +24,15 @@ import json
 import os
 import shutil
 import sys
+import threading
 import uuid
 import warnings
 from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from vidcam.cam.engine import CamEngine
 from vidcam.cam.methods import CamMethod, get_method
@@ -43,7 +46,7 @@ from vidcam.version import __version__
 if TYPE_CHECKING:
     from vidcam.cam.spec import ModelSpec
 
-__all__ = ["CachedEngine", "build_cached", "cache_key", "step_cache_dir"]
+__all__ = ["CachedEngine", "build_cached", "cache_key", "step_cache_dir", "warm", "keras_version"]
 
 KEEP = 8  # entries kept (the most recently used); each is about the size of the model's weights
 _CODE = ("cam/engine.py", "cam/methods.py", "cam/stepcache.py", "models/preprocess.py", "models/groups.py",
@@ -67,6 +70,13 @@ def _code_hash() -> str:
         h.update(rel.encode())
         h.update((root / rel).read_bytes())
     return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def keras_version() -> str:
+    """The installed Keras's version, read from its package metadata (which imports the email parser: call it once
+    before a :func:`warm` that runs while TensorFlow imports, which must import nothing)."""
+    return importlib.metadata.version("keras")
 
 
 def _model_identity(spec: ModelSpec) -> dict[str, str] | None:
@@ -109,12 +119,15 @@ def cache_key(spec: ModelSpec) -> str | None:
         return None
     if model is None:
         return None
-    import tensorflow as tf
+    # TensorFlow's runtime modules only (tf.__version__ and tf.config.list_physical_devices are these): a key may
+    # be made while `import tensorflow` still loads the rest (warm, vidcam.tfimport.after_runtime).
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import versions
 
     desc = {**model, "layer": spec.layer, "method": spec.method, "groups": list(spec.groups),
-            "vidcam": __version__, "code": _code_hash(), "tensorflow": tf.__version__,
-            "keras": importlib.metadata.version("keras"), "policy": _policy_name(), "python": sys.version_info[:2],
-            "gpu": bool(tf.config.list_physical_devices("GPU"))}
+            "vidcam": __version__, "code": _code_hash(), "tensorflow": versions.__version__,
+            "keras": keras_version(), "policy": _policy_name(), "python": sys.version_info[:2],
+            "gpu": bool(context.context().list_physical_devices("GPU"))}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -127,10 +140,10 @@ class _LoadedStep:
         self._name, self._layers = name, layers
 
     def __call__(self, frames, targets):
-        import tensorflow as tf
-        from tensorflow.python.eager import context, execute
+        from tensorflow.python.eager import context, execute  # the runtime's modules only (see cache_key)
+        from tensorflow.python.framework import constant_op, dtypes
 
-        inputs = [tf.convert_to_tensor(frames, tf.uint8), tf.convert_to_tensor(targets, tf.int32)]
+        inputs = [constant_op.constant(frames, dtypes.uint8), constant_op.constant(targets, dtypes.int32)]
         out = execute.execute(self._name, num_outputs=2 + self._layers, inputs=inputs, attrs=(),
                               ctx=context.context())
         return out[0], out[1], list(out[2:]), [None] * self._layers, None
@@ -187,6 +200,7 @@ def _classifier_from(rec: dict[str, Any]) -> Classifier:
 
 
 _registered: set[str] = set()
+_registering = threading.Lock()
 
 
 def _functions(blob: bytes) -> list[bytes]:
@@ -209,14 +223,16 @@ def _register(blob: bytes, names: list[str]) -> None:
 
     ctx = context.context()
     ctx.ensure_initialized()
-    for name, fdef in zip(names, _functions(blob), strict=True):
-        if name not in _registered:
-            pywrap_tfe.TFE_ContextAddFunctionDef(ctx._handle, fdef, len(fdef))
-            _registered.add(name)
+    with _registering:  # a step warmed in a thread (warm) and the job's own load may meet here
+        for name, fdef in zip(names, _functions(blob), strict=True):
+            if name not in _registered:
+                pywrap_tfe.TFE_ContextAddFunctionDef(ctx._handle, fdef, len(fdef))
+                _registered.add(name)
 
 
-def _load(entry: Path, spec: ModelSpec) -> CachedEngine | None:
-    """The cached engine, or None when there is no entry; a damaged entry is removed with a warning."""
+def _load(entry: Path, spec: ModelSpec, *, keep_damaged: bool = False) -> CachedEngine | None:
+    """The cached engine, or None when there is no entry; a damaged entry is removed with a warning (or, with
+    ``keep_damaged``, left as it is for the job's own load to report)."""
     record = entry / _RECORD
     if not record.is_file():
         return None
@@ -230,6 +246,8 @@ def _load(entry: Path, spec: ModelSpec) -> CachedEngine | None:
         os.utime(record)  # most recently used
         return CachedEngine(clf, meta["layer_name"], spec, meta["function"])
     except Exception as e:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
+        if keep_damaged:
+            return None
         problem = str(e).splitlines()[0] if str(e) else type(e).__name__
     warnings.warn(f"the compiled-engine cache {entry} is damaged ({problem[:200]}): building the engine again",
                   VidcamWarning, stacklevel=3)
@@ -328,3 +346,20 @@ def build_cached(spec: ModelSpec) -> CamEngine:
     engine = CamEngine(spec.classifier(), layer=spec.layer, method=spec.method)
     _save(engine, entry)
     return engine
+
+
+def warm(spec: ModelSpec, batch: int, class_index: int | None = None) -> bool:
+    """Load ``spec``'s step from the cache and run it once on a blank batch of ``batch`` frames, so that a job's
+    first call with that shape finds the step instantiated and its kernels made (0.4-0.7 s on 2 cores). Only from
+    the cache (building a step needs all of TensorFlow and Keras): False, having done nothing, when the step is not
+    cached or its entry is damaged (the job's own load reports and rebuilds it).
+
+    Uses TensorFlow's runtime modules only, so it may run while ``import tensorflow`` loads the rest
+    (:func:`vidcam.tfimport.after_runtime`), once :func:`keras_version` has been read; the thread count the job
+    sets (:func:`~vidcam.cam.engine.leave_cores`) must be set before, as the runtime starts here."""
+    key = cache_key(spec)
+    engine = _load(step_cache_dir() / key, spec, keep_damaged=True) if key is not None else None
+    if engine is None:
+        return False
+    engine.run(np.zeros((batch, *engine.input_size, 3), np.uint8), class_index)
+    return True

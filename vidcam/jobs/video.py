@@ -48,7 +48,8 @@ import numpy as np
 
 from vidcam.cam.engine import CamEngine, CamResult, leave_cores, runs_on_cpu, usable_cores
 from vidcam.cam.metrics import CamMetrics, evaluate_batch, summarize
-from vidcam.cam.spec import ModelLike, build_engine
+from vidcam.cam.spec import ModelLike, ModelSpec, build_engine
+from vidcam.cam.stepcache import keras_version, warm
 from vidcam.errors import UsageError
 from vidcam.jobs.labels import VideoLabelsWriter, label_kind
 from vidcam.jobs.pipeline import Pipeline
@@ -64,6 +65,7 @@ from vidcam.media.sink import VideoSink
 from vidcam.media.source import FrameBatch, VideoSource, output_colour, planar_matrix
 from vidcam.media.yuv import frames_equal, i420_to_rgb, sample_rgb, shrink_i420_to_model
 from vidcam.models.zoo import DEFAULT_MODEL
+from vidcam.tfimport import after_runtime
 
 __all__ = [
     "process_video", "VideoOptions", "VideoSummary", "VIDEO_SUFFIXES", "audio_codec_for", "parse_time",
@@ -355,6 +357,8 @@ def process_video(
     check_decoded_size(f"the video in {input}", info.width, info.height)  # before any frame is decoded
     o = dataclasses.replace(o, batch_size=_batch_size(info, o))
     total = info.frames_between(o.start, o.duration)
+    if early is not None:
+        early.settle()  # a step it warms is the one this job's engine runs: wait for it rather than make it twice
     if o.start and total == 0:
         raise UsageError(f"start {o.start:g} s is at or after the end of {input} ({info.end:.3f} s)")
     check_output(output, overwrite=o.overwrite, inputs=(input,))
@@ -382,6 +386,14 @@ def _batch_size(info: VideoInfo, o: VideoOptions) -> int:
     return max(1, _QUEUE_BYTES // frame_bytes) if frame_bytes * o.batch_size > _QUEUE_BYTES else o.batch_size
 
 
+def _engine_batch(info: VideoInfo, o: VideoOptions) -> int:
+    """The batch shape the engine sees for this video: its batch size, or the video's length if shorter (a video
+    shorter than one batch is padded to its own length only: ``--batch 100000`` on a 50-frame clip must not
+    allocate 100000 frames; a longer one keeps one shape throughout, so the compiled step never retraces)."""
+    b = _batch_size(info, o)
+    return min(b, info.frames_between(o.start, o.duration) or b)
+
+
 def _open_source(info: VideoInfo, o: VideoOptions, exe: str) -> VideoSource:
     """The video's decoder as a job with options ``o`` reads it: the part chosen, its batch size for this video,
     I420 where the source allows it."""
@@ -395,17 +407,24 @@ class DecodeAhead:
     (``process_video(..., early=...)``) then takes the probe and the decoded frames and goes on reading from the
     same decoder: the frames, their times and the errors are those the job would have read itself.
 
+    Given the job's ``model`` (a zoo name, a ``.keras`` path or a :class:`~vidcam.cam.spec.ModelSpec`) whose
+    engine step is in the compiled-step cache (:mod:`vidcam.cam.stepcache`), it also runs that step once on a blank
+    batch of the job's shape as soon as TensorFlow's runtime is loaded, a third of the way through the import
+    (:func:`vidcam.tfimport.after_runtime`): the job's first engine call, which otherwise instantiates the step and
+    makes its kernels (0.4-0.7 s of one core before any frame can be drawn), is then as fast as the others.
+
     Anything that fails here (a missing file, a file that is no video) is left for the job to find and report;
     opened for other options than the job's, it is stopped and the job decodes on its own. Close it (or use it as
     a context manager) in any case: closing stops a decoder the job did not take.
 
     Example:
-        >>> with DecodeAhead("video/demo.mp4") as early:  # doctest: +SKIP
-        ...     import tensorflow  # the decoder reads ahead meanwhile
+        >>> with DecodeAhead("video/demo.mp4", model="efficientnet_lite0") as early:  # doctest: +SKIP
+        ...     import tensorflow  # the decoder reads ahead meanwhile, and the step is warmed
         ...     process_video("video/demo.mp4", "demo_heatmap.mp4", early=early)
     """
 
-    def __init__(self, input: str | Path, options: VideoOptions | None = None, *, ffmpeg: str | None = None) -> None:
+    def __init__(self, input: str | Path, options: VideoOptions | None = None, *, ffmpeg: str | None = None,
+                 model: ModelLike | None = None) -> None:
         self.input, self.options, self._ffmpeg = Path(input), options or VideoOptions(), ffmpeg
         self._info: VideoInfo | None = None
         self._exe: str | None = None
@@ -414,8 +433,38 @@ class DecodeAhead:
         self._closed = False
         self._lock = threading.Lock()
         self._probed = threading.Event()
+        self.warmed = False  # the model's step ran once (see settle)
+        self._warm_done = threading.Event()
+        self._cancel_warm = None
+        spec = ModelSpec(model) if isinstance(model, str | Path) else model
+        if isinstance(spec, ModelSpec):
+            self._spec = spec
+            keras_version()  # what warm would import for the cache key, read here
+            self._cancel_warm = after_runtime(self._warm)
+        else:
+            self._warm_done.set()
         self._thread = threading.Thread(target=self._open, name="vidcam-decode-ahead", daemon=True)
         self._thread.start()
+
+    def _warm(self) -> None:
+        """Runs in a thread of its own as soon as TensorFlow's runtime is loaded (see the class)."""
+        try:
+            self._probed.wait()
+            info, o = self._info, self.options
+            if info is None or self._closed:
+                return
+            leave_cores(1)  # what video_engine sets, before the runtime starts here
+            self.warmed = warm(self._spec, _engine_batch(info, o), o.class_index)
+        except BaseException:  # noqa: BLE001 - the job loads and runs the step itself, and reports what fails
+            pass
+        finally:
+            self._warm_done.set()
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait for the step being warmed, if any (``timeout`` seconds at most)."""
+        if self._cancel_warm is not None and self._cancel_warm():  # TensorFlow's runtime was never loaded
+            self._warm_done.set()
+        self._warm_done.wait(timeout)
 
     def _open(self) -> None:
         try:
@@ -471,7 +520,9 @@ class DecodeAhead:
         return None
 
     def close(self) -> None:
-        """Stop the decoder unless a job took it."""
+        """Stop the decoder unless a job took it (and a warm-up not begun yet: one under way finishes)."""
+        if self._cancel_warm is not None:
+            self._cancel_warm()
         with self._lock:
             self._closed = True
             frames, self._source, self._frames = self._frames, None, None
@@ -573,6 +624,7 @@ class _VideoRun:
         self.timeline: TimelineRecorder | None = None  # set for a report
         frame_bytes = info.width * info.height * 3
         self.depth = max(1, min(3, _QUEUE_BYTES // max(1, frame_bytes * o.batch_size)))
+        self.batch = _engine_batch(info, o)  # every engine call's batch shape
 
     # -- stages (each in its own thread) ---------------------------------------------------------------------
 
@@ -603,9 +655,7 @@ class _VideoRun:
 
     def _run_unique(self, small: np.ndarray):
         """The engine on the new frames only, padded to the fixed batch shape (the compiled step sees one shape)."""
-        # A video shorter than one batch is padded to its own length only (--batch 100000 on a 50-frame clip
-        # must not allocate 100000 frames); a longer one keeps one batch shape throughout.
-        u, b = len(small), min(self.o.batch_size, self.total or self.o.batch_size)
+        u, b = len(small), self.batch
         if u == 0:
             return None
         if u < b:
