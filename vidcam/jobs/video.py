@@ -436,12 +436,15 @@ class DecodeAhead:
         self.warmed = False  # the model's step ran once (see settle)
         self._warm_done = threading.Event()
         self._cancel_warm = None
-        spec = ModelSpec(model) if isinstance(model, str | Path) else model
-        if isinstance(spec, ModelSpec):
-            self._spec = spec
-            keras_version()  # what warm would import for the cache key, read here
-            self._cancel_warm = after_runtime(self._warm)
-        else:
+        try:
+            spec = ModelSpec(model) if isinstance(model, str | Path) else model
+            if isinstance(spec, ModelSpec):
+                keras_version()  # what warm would import for the cache key, read here
+                self._spec = spec
+                self._cancel_warm = after_runtime(self._warm)
+        except Exception:  # noqa: BLE001 - a model that cannot be described is the job's to report
+            self._cancel_warm = None
+        if self._cancel_warm is None:
             self._warm_done.set()
         self._thread = threading.Thread(target=self._open, name="vidcam-decode-ahead", daemon=True)
         self._thread.start()
