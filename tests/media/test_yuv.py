@@ -173,3 +173,47 @@ def test_sink_keeps_the_matrix_it_is_given(tmp_path, picture):
     assert tag == "bt709"
     back = _decode(out, "yuv420p", (270, 320))
     assert len(back) == 3 and np.abs(back[0].astype(int) - frame).mean() < 1.5
+
+
+def _frame_times(path) -> list[str]:
+    out = subprocess.run([str(FFPROBE), "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    return out.replace(",", " ").split()
+
+
+def test_a_sink_opened_before_its_first_frame_writes_the_same_video(tmp_path, picture):
+    """The video job opens the encoder when the first frame's time is known, before it is drawn: the output is
+    the one a sink started by its first write makes (times, pixels); opened for another first time it refuses
+    the frame; opened and closed with no frame, it leaves no encoder and no file."""
+    from vidcam.media.ffmpeg_cmd import EncodeTarget, encode_args
+    from vidcam.media.sink import VideoSink
+
+    target = EncodeTarget(320, 180, matrix="bt709")
+    frame = rgb_to_i420(picture, "bt709")
+
+    def sink_for(out):
+        return VideoSink(lambda first: encode_args(ffmpeg_exe(None), out, target, first_pts=first), what="ffmpeg")
+
+    outs = []
+    for early in (False, True):
+        out = tmp_path / f"{early}.mp4"
+        sink = sink_for(out)
+        if early:
+            sink.open(500_000_000)
+            assert sink.encoder is not None  # running before any frame
+        for i in range(3):
+            sink.write_i420(frame, 500_000_000 + i * 40_000_000)
+        sink.close(620_000_000)
+        outs.append(out)
+    assert _frame_times(outs[0]) == _frame_times(outs[1]) == ["0.500000", "0.540000", "0.580000"]
+    np.testing.assert_array_equal(_decode(outs[0], "yuv420p", (270, 320)), _decode(outs[1], "yuv420p", (270, 320)))
+
+    sink = sink_for(tmp_path / "other.mp4")
+    sink.open(0)
+    with pytest.raises(ValueError, match="opened for a first frame at 0 ns"):
+        sink.write_i420(frame, 40_000_000)
+    sink.kill()
+    sink = sink_for(tmp_path / "none.mp4")
+    sink.open(0)
+    sink.close(40_000_000)
+    assert sink.encoder.proc.poll() is not None and not (tmp_path / "none.mp4").exists()

@@ -628,6 +628,8 @@ class _VideoRun:
         frame_bytes = info.width * info.height * 3
         self.depth = max(1, min(3, _QUEUE_BYTES // max(1, frame_bytes * o.batch_size)))
         self.batch = _engine_batch(info, o)  # every engine call's batch shape
+        self.sink: VideoSink | None = None  # opened by the first batch's fit (run sets it)
+        self.opened = False
 
     # -- stages (each in its own thread) ---------------------------------------------------------------------
 
@@ -635,6 +637,10 @@ class _VideoRun:
         """Fit the frames that differ from the one before them; a repeat (a frozen screen, a held frame, a static
         shot) is marked and costs nothing more: it reuses its predecessor's result (same output, same labels).
         Frames that start a new shot are marked too (a repeat never does)."""
+        if self.sink is not None and not self.opened:
+            # The first frame's time is known now, 0.2-0.3 s before it is drawn: ffmpeg starts meanwhile.
+            self.sink.open(batch.nanoseconds(0))
+            self.opened = True
         repeat, cuts = np.zeros(len(batch), bool), np.zeros(len(batch), bool)
         prev, m = self.prev_frame, self.matrix
         for i, frame in enumerate(batch.pixels):
@@ -759,7 +765,7 @@ class _VideoRun:
             else:
                 source = frames = _open_source(info, o, self.exe)
             stack.callback(source.kill)
-            sink = self._sink(tmp, output, end)
+            sink = self.sink = self._sink(tmp, output, end)
             stack.callback(sink.kill)
             pipeline = stack.enter_context(Pipeline(frames, [self.fit, self.explain], depth=self.depth,
                                                     on_stop=source.kill, name="vidcam-video"))

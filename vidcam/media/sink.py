@@ -31,14 +31,25 @@ class VideoSink:
         self.args_for, self.what = args_for, what
         self.encoder: FFmpegProcess | None = None
         self._first_ns = 0
+        self._started = False  # the stream's header was sent (with the first frame's size)
         self._pending: tuple[int, np.ndarray] | None = None
         self._rgb: tuple[np.ndarray, np.ndarray] | None = None  # the last RGB picture written and its I420
 
+    def open(self, first_ns: int) -> None:
+        """Start the encoder now for a stream whose first frame is shown from ``first_ns``, before that frame is
+        drawn: ffmpeg starts (and opens the audio's source) meanwhile instead of when the first frame is written.
+        Optional; call it once, before any write, from any thread that happens-before the first write."""
+        if self.encoder is None:
+            self._first_ns = first_ns
+            self.encoder = FFmpegProcess(self.args_for(first_ns / 1e9), stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, what=self.what)
+
     def _start(self, pts_ns: int, width: int, height: int) -> None:
-        self._first_ns = pts_ns
-        self.encoder = FFmpegProcess(self.args_for(pts_ns / 1e9), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     what=self.what)
+        if self.encoder is not None and pts_ns != self._first_ns:
+            raise ValueError(f"the encoder was opened for a first frame at {self._first_ns} ns, not {pts_ns}")
+        self.open(pts_ns)
         self._send(mkv.header(width, height))
+        self._started = True
 
     def _send(self, data) -> None:
         try:
@@ -67,7 +78,7 @@ class VideoSink:
         """Queue one I420 frame (``(H * 3 // 2, W)``, even size, in the matrix the encoder's target is tagged with;
         see :mod:`vidcam.media.yuv`) shown from ``pts_ns`` until the next frame's time. The sink keeps the array
         until then: do not change it."""
-        if self.encoder is None:
+        if not self._started:
             self._start(pts_ns, yuv.shape[1], yuv.shape[0] * 2 // 3)
         if self._pending is not None:
             self._flush(max(pts_ns, self._pending[0] + 1))
@@ -80,6 +91,9 @@ class VideoSink:
             FFmpegError: the encoder failed.
         """
         if self.encoder is None:
+            return
+        if not self._started:  # opened, but no frame came: nothing to encode
+            self.encoder.kill()
             return
         if self._pending is not None:
             self._flush(max(end_ns, self._pending[0] + 1))
