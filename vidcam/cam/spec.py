@@ -104,12 +104,20 @@ def build_engine(model: ModelLike = DEFAULT_MODEL) -> CamEngine:
         return model
     if isinstance(model, Classifier):
         return CamEngine(model)
-    if isinstance(model, ModelSpec):
-        return model.build()
-    if isinstance(model, (str, os.PathLike)):
-        return ModelSpec(os.fspath(model)).build()
+    spec = spec_of(model)
+    if spec is not None:
+        return spec.build()
     raise UsageError(f"model must be a zoo name, a .keras path, a ModelSpec, a Classifier or a CamEngine, "
                      f"not {type(model).__name__}")
+
+
+def spec_of(model: ModelLike) -> ModelSpec | None:
+    """The :class:`ModelSpec` of a zoo name, a ``.keras`` path or a spec; None for a loaded classifier or engine."""
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return ModelSpec(os.fspath(model))
+    return None
 
 
 def portable_spec(model: ModelLike) -> ModelSpec:
@@ -118,9 +126,8 @@ def portable_spec(model: ModelLike) -> ModelSpec:
     Raises:
         UsageError: a loaded classifier or engine (it cannot be shipped to other processes).
     """
-    if isinstance(model, ModelSpec):
-        return model.portable()
-    if isinstance(model, (str, os.PathLike)):
-        return ModelSpec(os.fspath(model)).portable()
+    spec = spec_of(model)
+    if spec is not None:
+        return spec.portable()
     raise UsageError("a remote executor needs the model as a zoo name, a .keras path or a ModelSpec (each worker "
                      f"loads its own copy), not a loaded {type(model).__name__}")

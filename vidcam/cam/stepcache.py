@@ -348,18 +348,18 @@ def build_cached(spec: ModelSpec) -> CamEngine:
     return engine
 
 
-def warm(spec: ModelSpec, batch: int, class_index: int | None = None) -> bool:
+def warm(spec: ModelSpec, batch: int, class_index: int | None = None) -> CachedEngine | None:
     """Load ``spec``'s step from the cache and run it once on a blank batch of ``batch`` frames, so that a job's
-    first call with that shape finds the step instantiated and its kernels made (0.4-0.7 s on 2 cores). Only from
-    the cache (building a step needs all of TensorFlow and Keras): False, having done nothing, when the step is not
-    cached or its entry is damaged (the job's own load reports and rebuilds it).
+    first call with that shape finds the step instantiated and its kernels made (0.4-0.7 s on 2 cores); returns
+    that engine, for the job to run. Only from the cache (building a step needs all of TensorFlow and Keras):
+    None, having done nothing, when the step is not cached or its entry is damaged (the job's own load reports
+    and rebuilds it).
 
     Uses TensorFlow's runtime modules only, so it may run while ``import tensorflow`` loads the rest
     (:func:`vidcam.tfimport.after_runtime`), once :func:`keras_version` has been read; the thread count the job
     sets (:func:`~vidcam.cam.engine.leave_cores`) must be set before, as the runtime starts here."""
     key = cache_key(spec)
     engine = _load(step_cache_dir() / key, spec, keep_damaged=True) if key is not None else None
-    if engine is None:
-        return False
-    engine.run(np.zeros((batch, *engine.input_size, 3), np.uint8), class_index)
-    return True
+    if engine is not None:
+        engine.run(np.zeros((batch, *engine.input_size, 3), np.uint8), class_index)
+    return engine

@@ -48,7 +48,7 @@ import numpy as np
 
 from vidcam.cam.engine import CamEngine, CamResult, leave_cores, runs_on_cpu, usable_cores
 from vidcam.cam.metrics import CamMetrics, evaluate_batch, summarize
-from vidcam.cam.spec import ModelLike, ModelSpec, build_engine
+from vidcam.cam.spec import ModelLike, ModelSpec, build_engine, spec_of
 from vidcam.cam.stepcache import keras_version, warm
 from vidcam.errors import UsageError
 from vidcam.jobs.labels import VideoLabelsWriter, label_kind
@@ -357,8 +357,6 @@ def process_video(
     check_decoded_size(f"the video in {input}", info.width, info.height)  # before any frame is decoded
     o = dataclasses.replace(o, batch_size=_batch_size(info, o))
     total = info.frames_between(o.start, o.duration)
-    if early is not None:
-        early.settle()  # a step it warms is the one this job's engine runs: wait for it rather than make it twice
     if o.start and total == 0:
         raise UsageError(f"start {o.start:g} s is at or after the end of {input} ({info.end:.3f} s)")
     check_output(output, overwrite=o.overwrite, inputs=(input,))
@@ -367,7 +365,8 @@ def process_video(
     pages = report_paths(report) if report is not None else ()
     for page in pages:
         check_output(page, overwrite=o.overwrite, inputs=(input, output, *([labels_out] if labels_out else [])))
-    engine = video_engine(model)
+    # The engine DecodeAhead warmed for this model, if it did (waiting for it rather than loading it twice).
+    engine = (early.engine_for(model) if early is not None else None) or video_engine(model)
     clf = engine.classifier
     if o.class_index is not None and not 0 <= o.class_index < clf.num_classes:
         raise UsageError(f"class {o.class_index} is out of range: the model has {clf.num_classes} classes "
@@ -411,7 +410,8 @@ class DecodeAhead:
     engine step is in the compiled-step cache (:mod:`vidcam.cam.stepcache`), it also runs that step once on a blank
     batch of the job's shape as soon as TensorFlow's runtime is loaded, a third of the way through the import
     (:func:`vidcam.tfimport.after_runtime`): the job's first engine call, which otherwise instantiates the step and
-    makes its kernels (0.4-0.7 s of one core before any frame can be drawn), is then as fast as the others.
+    makes its kernels (0.4-0.7 s of one core before any frame can be drawn), is then as fast as the others; the job
+    takes that engine instead of loading the step again (:meth:`engine_for`).
 
     Anything that fails here (a missing file, a file that is no video) is left for the job to find and report;
     opened for other options than the job's, it is stopped and the job decodes on its own. Close it (or use it as
@@ -433,17 +433,17 @@ class DecodeAhead:
         self._closed = False
         self._lock = threading.Lock()
         self._probed = threading.Event()
-        self.warmed = False  # the model's step ran once (see settle)
+        self._spec: ModelSpec | None = None
+        self._engine: CamEngine | None = None  # the model's engine, its step run once (see engine_for)
         self._warm_done = threading.Event()
         self._cancel_warm = None
         try:
-            spec = ModelSpec(model) if isinstance(model, str | Path) else model
-            if isinstance(spec, ModelSpec):
+            self._spec = spec_of(model) if model is not None else None
+            if self._spec is not None:
                 keras_version()  # what warm would import for the cache key, read here
-                self._spec = spec
                 self._cancel_warm = after_runtime(self._warm)
         except Exception:  # noqa: BLE001 - a model that cannot be described is the job's to report
-            self._cancel_warm = None
+            self._spec = None
         if self._cancel_warm is None:
             self._warm_done.set()
         self._thread = threading.Thread(target=self._open, name="vidcam-decode-ahead", daemon=True)
@@ -457,17 +457,28 @@ class DecodeAhead:
             if info is None or self._closed:
                 return
             leave_cores(1)  # what video_engine sets, before the runtime starts here
-            self.warmed = warm(self._spec, _engine_batch(info, o), o.class_index)
+            self._engine = warm(self._spec, _engine_batch(info, o), o.class_index)
         except BaseException:  # noqa: BLE001 - the job loads and runs the step itself, and reports what fails
             pass
         finally:
             self._warm_done.set()
 
-    def settle(self, timeout: float = 60.0) -> None:
-        """Wait for the step being warmed, if any (``timeout`` seconds at most)."""
+    @property
+    def warmed(self) -> bool:
+        """The model's step was loaded from the cache and run once (so far)."""
+        return self._engine is not None
+
+    def engine_for(self, model: ModelLike, timeout: float = 60.0) -> CamEngine | None:
+        """The engine warmed here if it is ``model``'s (after waiting for a warm-up under way, ``timeout`` seconds
+        at most), else None."""
         if self._cancel_warm is not None and self._cancel_warm():  # TensorFlow's runtime was never loaded
             self._warm_done.set()
         self._warm_done.wait(timeout)
+        try:
+            same = self._spec is not None and spec_of(model) == self._spec
+        except Exception:  # noqa: BLE001 - the job's own build reports it
+            same = False
+        return self._engine if same else None
 
     def _open(self) -> None:
         try:
@@ -629,7 +640,6 @@ class _VideoRun:
         self.depth = max(1, min(3, _QUEUE_BYTES // max(1, frame_bytes * o.batch_size)))
         self.batch = _engine_batch(info, o)  # every engine call's batch shape
         self.sink: VideoSink | None = None  # opened by the first batch's fit (run sets it)
-        self.opened = False
 
     # -- stages (each in its own thread) ---------------------------------------------------------------------
 
@@ -637,10 +647,9 @@ class _VideoRun:
         """Fit the frames that differ from the one before them; a repeat (a frozen screen, a held frame, a static
         shot) is marked and costs nothing more: it reuses its predecessor's result (same output, same labels).
         Frames that start a new shot are marked too (a repeat never does)."""
-        if self.sink is not None and not self.opened:
+        if self.sink is not None and self.sink.encoder is None:
             # The first frame's time is known now, 0.2-0.3 s before it is drawn: ffmpeg starts meanwhile.
             self.sink.open(batch.nanoseconds(0))
-            self.opened = True
         repeat, cuts = np.zeros(len(batch), bool), np.zeros(len(batch), bool)
         prev, m = self.prev_frame, self.matrix
         for i, frame in enumerate(batch.pixels):
