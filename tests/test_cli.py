@@ -259,3 +259,27 @@ def test_an_interrupt_that_surfaces_as_a_system_error_still_stops_cleanly(interr
         cli.handle_errors(job)()
     assert stop.value.exit_code == code
     assert capsys.readouterr().err.strip() == f"vidcam: error: {line}"
+
+
+def test_a_bar_interrupted_as_it_is_first_drawn_still_ends_its_line(monkeypatch, capsys):
+    """Ctrl-C or SIGTERM can land inside tqdm's constructor, after it drew the bar and before the CLI holds it:
+    the error line after it must still start a line of its own. (Test scaffolding: the interrupt is raised at
+    that instant, as the signal handler would; the bar and stderr are real.)"""
+    import tqdm
+
+    from vidcam import cli
+
+    drawn = tqdm.tqdm.refresh
+
+    def refresh_then_interrupt(self, *a, **k):
+        drawn(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tqdm.tqdm, "refresh", refresh_then_interrupt)
+    bar = cli._Bar("src.mp4", False)
+    with pytest.raises(KeyboardInterrupt):
+        bar(0, 10)
+    assert bar.bar is None
+    bar.close()
+    err = capsys.readouterr().err
+    assert "0/10" in err and err.endswith("\n")

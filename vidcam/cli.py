@@ -553,11 +553,27 @@ def _describe_metrics(summary: dict | None) -> None:
         _say(f"  metrics: {describe_summary(summary)}")
 
 
+class _Stderr:
+    """stderr as a bar writes it, remembering whether its last line is unfinished (a bar drawn, no newline yet)."""
+
+    def __init__(self) -> None:
+        self.open_line = False
+
+    def write(self, s: str) -> int:
+        if s:
+            self.open_line = not s.endswith("\n")
+        return sys.stderr.write(s)
+
+    def __getattr__(self, name):  # flush, fileno (the terminal's width), encoding, ...
+        return getattr(sys.stderr, name)
+
+
 class _Bar:
     """A tqdm progress bar on stderr (frames/s and ETA) driven by a library progress callback."""
 
     def __init__(self, desc: str, quiet: bool) -> None:
         self.desc, self.quiet, self.bar = _safe(desc), quiet, None
+        self._out = _Stderr()
 
     def __call__(self, done: int, total: int | None) -> None:
         if self.quiet:
@@ -565,7 +581,7 @@ class _Bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, desc=self.desc, unit="frame", file=sys.stderr,
+            self.bar = tqdm(total=total, initial=done, desc=self.desc, unit="frame", file=self._out,
                             dynamic_ncols=True, smoothing=0.1)
         if total is not None and self.bar.total != total:
             self.bar.total = total
@@ -581,6 +597,8 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if self._out.open_line:  # a bar drawn by a constructor that a signal interrupted (no bar to close)
+            self._out.write("\n")
 
 
 # -- models, methods, info: no TensorFlow ----------------------------------------------------------------------
