@@ -99,3 +99,25 @@ def test_work_after_the_runtime_runs_while_tensorflow_still_imports_and_at_once_
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == (
         "[('during the import', True), ('in a thread', True), ('runs', 6)] [True]")
+
+
+def test_a_finder_taken_off_skips_no_other_finder_for_an_import_already_looping_over_them():
+    # An import in another thread loops over the list it read from sys.meta_path (importlib's _find_spec). If a
+    # finder ahead of it were removed from that list, the loop would skip the next one (the path finder, say)
+    # and that import would fail.
+    from vidcam.tfimport import _hook, _unhook
+
+    class Finder:
+        def find_spec(self, name, path=None, target=None):
+            return None
+
+    finders = list(sys.meta_path)
+    ours = Finder()
+    _hook(ours)
+    try:
+        looping = iter(sys.meta_path)
+        assert next(looping) is ours  # that import is asking our finder now
+    finally:
+        _unhook(ours)
+    assert list(looping) == finders
+    assert sys.meta_path == finders

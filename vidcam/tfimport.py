@@ -28,6 +28,25 @@ __all__ = ["keras_deferred", "after_runtime", "wait_runtime_work", "RUNTIME"]
 _KERAS = ("keras", "tf_keras")  # TF_USE_LEGACY_KERAS=1 makes TensorFlow load tf_keras instead
 
 
+_meta_lock = threading.Lock()  # vidcam's own hooks and unhooks, one at a time (no insert lost to a new list)
+
+
+def _hook(finder: importlib.abc.MetaPathFinder) -> None:
+    with _meta_lock:
+        sys.meta_path.insert(0, finder)
+
+
+def _unhook(finder: importlib.abc.MetaPathFinder) -> None:
+    """Take ``finder`` off ``sys.meta_path`` by putting a new list there, not by removing it from the list.
+
+    An import in another thread is looping over the list it read from ``sys.meta_path`` (importlib's
+    ``_find_spec``); removing an item ahead of its position from that very list would shift the rest, so that
+    loop skips the next finder (the path finder, say) and the import fails with ModuleNotFoundError. A loop over
+    the old list goes on over all of it; imports that start later read the new one."""
+    with _meta_lock:
+        sys.meta_path = [f for f in sys.meta_path if f is not finder]
+
+
 class _NotNow(importlib.abc.Loader):
     """A loader that declines: the import raises ImportError, which TensorFlow's eager load ignores."""
 
@@ -58,11 +77,11 @@ def keras_deferred() -> Iterator[None]:
         yield
         return
     finder = _DeferKeras()
-    sys.meta_path.insert(0, finder)
+    _hook(finder)
     try:
         yield
     finally:
-        sys.meta_path.remove(finder)
+        _unhook(finder)
 
 
 # What running a FunctionDef eagerly needs: the runtime's bindings, tensors, the context, execute (and the version,
@@ -101,7 +120,7 @@ def _fire(finishing: str | None = None) -> None:
         if not _waiting or not _runtime_loaded(finishing):
             return
         if _watch is not None:
-            sys.meta_path.remove(_watch)
+            _unhook(_watch)
             _watch = None
         for fn in _waiting:
             _start(fn)
@@ -142,7 +161,7 @@ def after_runtime(fn: Callable[[], None]) -> Callable[[], bool]:
         _waiting.append(fn)
         if _watch is None:
             _watch = _RuntimeWatch()
-            sys.meta_path.insert(0, _watch)
+            _hook(_watch)
 
     def cancel() -> bool:
         global _watch
@@ -151,7 +170,7 @@ def after_runtime(fn: Callable[[], None]) -> Callable[[], bool]:
                 return False
             _waiting.remove(fn)
             if not _waiting and _watch is not None:
-                sys.meta_path.remove(_watch)
+                _unhook(_watch)
                 _watch = None
             return True
 
