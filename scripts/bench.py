@@ -10,14 +10,15 @@ One command, one run, one generated clip (720p, 10 s, 25 fps, with audio), the d
 Prints a table of frames/s:
   (a) the book's way: ffmpeg -> JPEG frames -> per-image Grad-CAM with tf-keras-vis at batch 1 -> JPEG -> ffmpeg,
       in its own process with TensorFlow as installed, and again (75 frames) with oneDNN on as vidcam runs it
-  (b) `vidcam video` end to end (the streaming pipeline), and the whole command with its start-up (the median of
-      three runs)
-  (c) each stage alone (decode + fit to the model, engine, render, encode), with the thread counts `vidcam video`
-      gives the engine and the encoder, and its CPU-ms per frame (ffmpeg's and every thread's included), the
-      pipeline limit L = 1 / sum(1 / stage rate) (stages one after another) and the CPU budget
-      B = cores / sum(CPU per frame), the rate if every core did useful work all the time
-  (d) a lossless clip and the same clip with its middle half frozen (repeated frames reuse their result), in
-      pairs, the median of three runs each
+  (b) `vidcam video` end to end (the streaming pipeline), and the whole command with its start-up, three runs
+  (c) after each run of (b), in a process of its own: each stage alone (decode + fit to the model, engine, render,
+      encode), with the thread counts `vidcam video` gives the engine and the encoder, and its CPU-ms per frame
+      (ffmpeg's and every thread's included), the pipeline limit L = 1 / sum(1 / stage rate) (stages one after
+      another) and the CPU budget B = cores / sum(CPU per frame), the rate if every core did useful work all the
+      time; the machine's speed drifts within a run, so each run of (b) is held against the stages timed right
+      after it, and the pair with the median share of the budget is the one reported
+  (d) a lossless clip and the same clip with its middle half frozen (repeated frames reuse their result), three
+      pairs, the one with the median ratio
 then the start-up (a one-frame video vs a bare `import tensorflow`, interleaved, medians), b/a, the pipeline's
 share of the budget for the work it did itself (the CLI decodes the first frames while TensorFlow imports, before
 the pipeline's clock starts: their decoding is left out of its share; b/B counts them too), also on the long
@@ -250,6 +251,40 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
     return rates, cpu
 
 
+def stages_child(clip: Path, out: Path, batch: int, method: str) -> None:
+    """(c) in a process of its own: TensorFlow and the engine loaded as `vidcam video` loads them, each stage
+    timed alone (:func:`bench_stages`), the results and the machine's TensorFlow facts written to ``out``."""
+    from vidcam.cam.engine import CamEngine, leave_cores
+    from vidcam.cli import load_tensorflow  # TensorFlow's start-up chatter kept off the table
+    from vidcam.media.ffmpeg_cmd import ffmpeg_exe
+    from vidcam.models.zoo import load_classifier
+
+    load_tensorflow()
+    leave_cores(1)  # the engine's threads as `vidcam video` sets them (vidcam.jobs.video.video_engine)
+    clf = load_classifier()
+    engine = CamEngine(clf, method=method)
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    t0, s0 = time.perf_counter(), steal_seconds()
+    stages, cpu_ms = bench_stages(ffmpeg_exe(), clip, engine, batch)
+    steal = (steal_seconds() - s0) / ((time.perf_counter() - t0) * (os.cpu_count() or 1))
+    out.write_text(json.dumps({
+        "stages": stages, "cpu_ms": cpu_ms, "steal": steal, "load": os.getloadavg()[0], "model": clf.name,
+        "tensorflow": tf.__version__, "gpus": [g.name for g in gpus],
+        "onednn": "on" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1" else "as installed"}))
+
+
+def run_stages(clip: Path, work: Path, batch: int, method: str) -> dict:
+    """:func:`stages_child` in a child process (this one stays small for the RSS of the `vidcam video` runs)."""
+    out = work / "stages.json"
+    p = subprocess.run([sys.executable, __file__, "--stages-child", str(clip), str(out), str(batch), method],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"the stages alone failed: {p.stderr[-2000:]}")
+    return json.loads(out.read_text())
+
+
 def run_vidcam(clip: Path, out: Path, extra: list[str] | None = None) -> dict:
     """`vidcam video` in a child process: frames/s of the pipeline (``fps``) and of the whole command with Python,
     TensorFlow and model start-up (``command_fps``), its wall time, CPU time (the process and its ffmpeg
@@ -294,6 +329,8 @@ def bench_startup(exe: str, work: Path, runs: int = 3) -> dict:
 def main() -> None:
     if sys.argv[1:2] == ["--book-child"]:
         return book_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+    if sys.argv[1:2] == ["--stages-child"]:
+        return stages_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short clips, few book frames: a smoke run for CI")
     ap.add_argument("--batch", type=int, default=8, help="frames per engine call, in (b) and the engine stage")
@@ -320,68 +357,67 @@ def main() -> None:
         long_clip = make_clip(exe, work / "clip_long.mp4", long_, args.size)
         still = make_clip(exe, work / "lossless.mp4", short, args.size, freeze=(0, 0))
         frozen = make_clip(exe, work / "lossless_freeze.mp4", short, args.size, freeze=(short / 4, short * 3 / 4))
-        # The `vidcam video` runs come first, while this process is small: a child's peak RSS counts the pages
-        # it shares with its parent when forked, so a parent holding TensorFlow and decoded frames inflates it.
+        # This process never loads TensorFlow (the stages and the book's way run in children of their own): a
+        # child's peak RSS counts the pages it shares with its parent when forked, so a parent holding TensorFlow
+        # and decoded frames would inflate the RSS of the `vidcam video` runs.
         start = bench_startup(exe, work, runs=1 if args.quick else 3)
-        # (b) three times (this machine's rate drifts by up to 20% from one run to the next): the median run.
-        runs = [run_vidcam(clip, work / "vidcam.mp4", method_args) for _ in range(1 if args.quick else 3)]
-        b = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]
+        # (b) three times, each followed by (c), the stages alone: this machine's speed drifts by up to 40% within
+        # one bench run (its cores are shared), so each pipeline run is held against the stages timed next to it
+        # and the pair with the median share of the budget is reported.
+        runs, stage_runs = [], []
+        for _ in range(1 if args.quick else 3):
+            runs.append(run_vidcam(clip, work / "vidcam.mp4", method_args))
+            stage_runs.append(run_stages(clip, work, args.batch, args.method))
         long_run = run_vidcam(long_clip, work / "vidcam_long.mp4", method_args)
-        # (d) in pairs, the clip without the freeze then with it, three times: the median run of each (one pair
-        # moved by up to 0.3x with the host's load).
+        long_stages = stage_runs[-1] if args.quick else run_stages(clip, work, args.batch, args.method)
+        # (d) in pairs, the clip without the freeze then with it, three times: the pair with the median ratio
+        # (one pair moved by up to 0.3x with the host's load).
         pairs = [[run_vidcam(c, work / "vidcam_lossless.mp4", method_args) for c in (still, frozen)]
                  for _ in range(1 if args.quick else 3)]
-        plain, freeze = (sorted((p[i] for p in pairs), key=lambda r: r["fps"])[len(pairs) // 2] for i in (0, 1))
+        speedups = [f["fps"] / p["fps"] for p, f in pairs]
+        plain, freeze = pairs[sorted(range(len(pairs)), key=speedups.__getitem__)[len(pairs) // 2]]
 
-        from vidcam.cam.engine import CamEngine, leave_cores
-        from vidcam.cli import load_tensorflow  # TensorFlow's start-up chatter kept off the table
-        from vidcam.models.zoo import load_classifier
-
-        load_tensorflow()
-        leave_cores(1)  # the engine's threads as `vidcam video` sets them (vidcam.jobs.video.video_engine)
-        clf = load_classifier()
-        engine = CamEngine(clf, method=args.method)
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        onednn = "on" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1" else "as installed"
+        first = stage_runs[0]
+        gpus = first["gpus"]
         print(f"machine: {platform.machine()}, {cores} cores, "
-              f"{f'{len(gpus)} GPU ({gpus[0].name})' if gpus else 'no GPU'}, python {platform.python_version()}, "
-              f"TensorFlow {tf.__version__} (oneDNN {onednn}), load average {os.getloadavg()[0]:.1f}; "
-              f"clip: {args.size}, {short} s, 25 fps, AAC audio; model {clf.name}, batch {args.batch}"
+              f"{f'{len(gpus)} GPU ({gpus[0]})' if gpus else 'no GPU'}, "
+              f"python {platform.python_version()}, TensorFlow {first['tensorflow']} (oneDNN {first['onednn']}), "
+              f"load average {first['load']:.1f}; clip: {args.size}, {short} s, 25 fps, AAC audio; model "
+              f"{first['model']}, batch {args.batch}"
               + (f"; method {args.method} for (b) and the engine" if args.method != "gradcam" else ""), flush=True)
-        t0, s0 = time.perf_counter(), steal_seconds()
-        stages, cpu_ms = bench_stages(exe, clip, engine, args.batch)
-        stages_steal = (steal_seconds() - s0) / ((time.perf_counter() - t0) * (os.cpu_count() or 1))
         nan = (float("nan"), 0)
         a_fps, a_frames = nan if args.skip_book else book_in_child(clip, work / "book", book_frames, None)
         a1_fps, a1_frames = nan if args.skip_book else book_in_child(clip, work / "book1", book_frames or 75, True)
 
-    limit = 1.0 / sum(1.0 / r for r in stages.values())
-    budget = cores * 1000.0 / sum(cpu_ms.values())  # frames/s if every core did useful work all the time
-
-    def own_budget(run: dict) -> float:
+    def own_budget(run: dict, cpu_ms: dict) -> float:
         """The budget for the work a run's pipeline did itself: the CLI decodes the first frames while TensorFlow
         imports (vidcam.jobs.video.DecodeAhead), before the pipeline's clock starts, so their decoding (and, to
         err on the strict side, their fitting, which the decode stage includes) is left out of its share."""
         return cores * 1000.0 / (sum(cpu_ms.values()) - cpu_ms["decode"] * run["ahead"] / run["frames"])
 
-    fraction, long_fraction = b["fps"] / own_budget(b), long_run["fps"] / own_budget(long_run)
+    shares = [r["fps"] / own_budget(r, st["cpu_ms"]) for r, st in zip(runs, stage_runs)]
+    middle = sorted(range(len(runs)), key=shares.__getitem__)[len(runs) // 2]
+    b, stages, cpu_ms, stages_steal = runs[middle], *(stage_runs[middle][k] for k in ("stages", "cpu_ms", "steal"))
+    fraction, long_fraction = shares[middle], long_run["fps"] / own_budget(long_run, long_stages["cpu_ms"])
+    limit = 1.0 / sum(1.0 / r for r in stages.values())
+    budget = cores * 1000.0 / sum(cpu_ms.values())  # frames/s if every core did useful work all the time
+    long_budget = cores * 1000.0 / sum(long_stages["cpu_ms"].values())
     bound = max(cpu_ms, key=cpu_ms.get)
     # The process tree's CPU while frames flow: the long run's CPU less a start-up's and less the decoding done
     # before the pipeline started, over the pipeline's time.
-    busy = ((long_run["cpu"] - start["command_cpu"] - cpu_ms["decode"] * long_run["ahead"] / 1000)
+    busy = ((long_run["cpu"] - start["command_cpu"] - long_stages["cpu_ms"]["decode"] * long_run["ahead"] / 1000)
             / (long_run["pipeline_seconds"] * cores))
     rows = [("(a) book: JPEG frames + tf-keras-vis batch 1", a_fps, f"{a_frames} frames, TensorFlow as installed"),
             ("    the same with oneDNN on (as vidcam runs)", a1_fps, f"{a1_frames} frames"),
             ("(b) vidcam video, end to end", b["fps"],
-             f"{b['frames']} frames, {b['ahead']} of them decoded while TensorFlow imported; median of "
+             f"{b['frames']} frames, {b['ahead']} of them decoded while TensorFlow imported; runs: "
              + "/".join(f"{r['fps']:.1f}" for r in runs)),
             ("    the same, whole command with start-up", b["command_fps"], "Python + TensorFlow + model load"),
             (f"    the same pipeline on the {long_} s clip", long_run["fps"],
              f"{long_run['frames']} frames ({long_run['ahead']} decoded ahead): the engine's first call and the "
              "pipeline's fill and drain spread thinner"),
-            *[(f"(c) stage: {k}", v, f"{cpu_ms[k]:.1f} CPU-ms per frame") for k, v in stages.items()],
+            *[(f"(c) stage: {k}", v, f"{cpu_ms[k]:.1f} CPU-ms per frame (timed after that run of (b); runs: "
+               + "/".join(f"{st['stages'][k]:.0f}" for st in stage_runs) + ")") for k, v in stages.items()],
             ("    pipeline limit L = 1/sum(1/stage)", limit, "stages one after another"),
             ("    CPU budget B = cores/sum(CPU per frame)", budget, f"{cores} cores, "
                                                                f"{sum(cpu_ms.values()):.1f} CPU-ms per frame"),
@@ -397,14 +433,16 @@ def main() -> None:
           f"`import tensorflow` alone: ratio {start['command'] / start['import_tensorflow']:.2f}")
     print(f"b/a = {b['fps'] / a_fps:.1f}x (whole command {b['command_fps'] / a_fps:.1f}x; against the book with "
           f"oneDNN {b['fps'] / a1_fps:.1f}x and {b['command_fps'] / a1_fps:.1f}x)")
-    print(f"pipeline: {fraction:.2f} of the CPU budget for the work it did itself ({long_fraction:.2f} on the "
-          f"{long_} s clip; b/B = {b['fps'] / budget:.2f} and {long_run['fps'] / budget:.2f} counting the frames "
+    print(f"pipeline: {fraction:.2f} of the CPU budget for the work it did itself (each run of (b) against the "
+          f"stages timed after it: {'/'.join(f'{x:.2f}' for x in shares)}; {long_fraction:.2f} on the {long_} s "
+          f"clip; b/B = {b['fps'] / budget:.2f} and {long_run['fps'] / long_budget:.2f} counting the frames "
           f"decoded while TensorFlow imported as its own)   process-tree CPU while frames flow: {busy:.2f} of "
           f"{cores} cores")
     print(f"host steal (the hypervisor running other work on these CPUs): {b['steal']:.1%} of the cores' time "
           f"during (b), {long_run['steal']:.1%} on the long clip, {stages_steal:.1%} while the stages ran alone")
     print(f"costliest stage: {bound} ({cpu_ms[bound]:.1f} of {sum(cpu_ms.values()):.1f} CPU-ms per frame); "
-          f"freeze: {freeze['fps'] / plain['fps']:.2f}x the frames/s of the same clip without it")
+          f"freeze: {freeze['fps'] / plain['fps']:.2f}x the frames/s of the same clip without it (pairs: "
+          + "/".join(f"{x:.2f}" for x in speedups) + ")")
     print(f"peak RSS: {b['rss'] / 2**20:.0f} MiB for {short} s, {long_run['rss'] / 2**20:.0f} MiB for {long_} s "
           f"({long_run['frames']} frames): ratio {long_run['rss'] / b['rss']:.2f}")
     if args.json:
@@ -413,10 +451,12 @@ def main() -> None:
             "vidcam_command_fps": b["command_fps"],
             "stages": stages, "cpu_ms": cpu_ms, "limit_fps": limit, "budget_fps": budget, "bound": bound,
             "budget_fraction": fraction, "long_fps": long_run["fps"], "long_budget_fraction": long_fraction,
-            "budget_fraction_all_frames": b["fps"] / budget, "decoded_ahead": b["ahead"],
+            "budget_fraction_all_frames": b["fps"] / budget, "budget_fractions": shares,
+            "vidcam_runs_fps": [r["fps"] for r in runs], "stage_runs": [st["stages"] for st in stage_runs],
+            "long_stages": long_stages["stages"], "decoded_ahead": b["ahead"],
             "long_decoded_ahead": long_run["ahead"], "busy_cores_fraction": busy, "startup": start,
             "steal": {"b": b["steal"], "long": long_run["steal"], "stages": stages_steal},
-            "freeze_speedup": freeze["fps"] / plain["fps"], "repeats": freeze["repeats"],
+            "freeze_speedup": freeze["fps"] / plain["fps"], "freeze_speedups": speedups, "repeats": freeze["repeats"],
             "rss_short": b["rss"], "rss_long": long_run["rss"], "quick": args.quick,
             "size": args.size, "batch": args.batch, "gpus": len(gpus),
             **({"method": args.method} if args.method != "gradcam" else {}),
