@@ -94,6 +94,11 @@ def steal_seconds() -> float:
         return 0.0
 
 
+def median_at(values: list[float]) -> int:
+    """Where the median of ``values`` is (the upper one of an even count): which run of several to report."""
+    return sorted(range(len(values)), key=values.__getitem__)[len(values) // 2]
+
+
 def rate(frames: int, seconds: float) -> float:
     return frames / seconds if seconds > 0 else float("inf")
 
@@ -375,7 +380,7 @@ def main() -> None:
         pairs = [[run_vidcam(c, work / "vidcam_lossless.mp4", method_args) for c in (still, frozen)]
                  for _ in range(1 if args.quick else 3)]
         speedups = [f["fps"] / p["fps"] for p, f in pairs]
-        plain, freeze = pairs[sorted(range(len(pairs)), key=speedups.__getitem__)[len(pairs) // 2]]
+        plain, freeze = pairs[median_at(speedups)]
 
         first = stage_runs[0]
         gpus = first["gpus"]
@@ -396,7 +401,7 @@ def main() -> None:
         return cores * 1000.0 / (sum(cpu_ms.values()) - cpu_ms["decode"] * run["ahead"] / run["frames"])
 
     shares = [r["fps"] / own_budget(r, st["cpu_ms"]) for r, st in zip(runs, stage_runs)]
-    middle = sorted(range(len(runs)), key=shares.__getitem__)[len(runs) // 2]
+    middle = median_at(shares)
     b, stages, cpu_ms, stages_steal = runs[middle], *(stage_runs[middle][k] for k in ("stages", "cpu_ms", "steal"))
     fraction, long_fraction = shares[middle], long_run["fps"] / own_budget(long_run, long_stages["cpu_ms"])
     limit = 1.0 / sum(1.0 / r for r in stages.values())
