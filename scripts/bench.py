@@ -338,7 +338,10 @@ def main() -> None:
         return stages_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short clips, few book frames: a smoke run for CI")
-    ap.add_argument("--batch", type=int, default=8, help="frames per engine call, in (b) and the engine stage")
+    from vidcam.jobs.video import VideoOptions  # no TensorFlow
+
+    ap.add_argument("--batch", type=int, default=VideoOptions().batch_size,
+                    help="frames per engine call, in (b) and the engine stage (default: the video job's)")
     ap.add_argument("--size", default="1280x720", help="the clips' frame size, WxH (default 1280x720)")
     ap.add_argument("--skip-book", action="store_true", help="leave out (a), the book's way (slow on a CPU)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
