@@ -134,7 +134,7 @@ class VideoOptions:
             Default 4: inside the video pipeline, where the engine shares the CPU with ffmpeg's decoder and
             encoder, smaller batches cost less, though the engine alone is no faster at 4 than at 8 (2 cores,
             10 s 720p clip, interleaved runs: 4-8% less CPU than batch 8 in each of three sets, the pipeline
-            2-4% faster; one picture held for 10 s: 1.58 against 2.02 s). 2 and 3 were no faster than 4.
+            2-4% faster; one picture held for 10 s: 1.58 against 2.02 s). 2 and 3 were within noise of 4.
         metrics: measure how faithful each frame's map is (the map as drawn, smoothing included; see
             :mod:`vidcam.cam.metrics`): per frame in the labels, summarised in the result's ``metrics``.
             Costs about 35 extra forward passes per measured frame.
