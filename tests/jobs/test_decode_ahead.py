@@ -201,3 +201,15 @@ def test_a_cached_step_is_warmed_while_tensorflow_imports_and_changes_nothing(cl
     assert frame_times(tmp_path / "warm.mp4") == frame_times(tmp_path / "plain.mp4")
     assert _md5s(tmp_path / "warm.mp4") == _md5s(tmp_path / "plain.mp4")
     assert (tmp_path / "warm.csv").read_text() == (tmp_path / "plain.csv").read_text()
+
+
+@pytest.mark.parametrize("size", ["96x64", "97x65"], ids=["i420", "rgb"])
+def test_a_decode_ahead_pays_the_first_drawing_s_costs_before_the_job(tmp_path, size):
+    # In a fresh process (nothing drawn yet): once the decode-ahead thread is done, the label's font and the
+    # colormap are made, so the job's first frame is drawn without making them; an odd size (RGB, not I420) too.
+    clip = make_clip(tmp_path / "c.mp4", size=size, seconds=0.2)
+    code = (f"from vidcam.jobs.video import DecodeAhead\nfrom vidcam.media import render, text\n"
+            f"with DecodeAhead({str(clip)!r}) as early:\n    early._thread.join(60)\n"
+            f"print(text._font.cache_info().currsize, render._lut.cache_info().currsize)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["1", "1"], out.stderr
