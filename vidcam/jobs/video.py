@@ -411,9 +411,9 @@ def _warm_drawing(info: VideoInfo, o: VideoOptions) -> None:
     sooner: measured on the 720p bench clip, 2 cores, at 0.12-0.14 s after the pipeline starts instead of 0.27 s
     (the first fit 52 -> 17-21 ms, the first drawing 64 -> ~15 ms), and the one-frame clip's pipeline in 0.060 s
     instead of 0.113 s (medians of 4 interleaved runs)."""
-    m = planar_matrix(info)
-    frame = np.zeros((info.height * 3 // 2, info.width) if m else (info.height, info.width, 3), np.uint8)
     try:
+        m = planar_matrix(info)
+        frame = np.zeros((info.height * 3 // 2, info.width) if m else (info.height, info.width, 3), np.uint8)
         CutDetector()(frame if m is None else sample_rgb(frame, m))
         if m is not None:
             shrink_i420_to_model(frame, (224, 224), m)
@@ -434,7 +434,8 @@ class DecodeAhead:
     batch of the job's shape as soon as TensorFlow's runtime is loaded, a third of the way through the import
     (:func:`vidcam.tfimport.after_runtime`): the job's first engine call, which otherwise instantiates the step and
     makes its kernels (0.4-0.7 s of one core before any frame can be drawn), is then as fast as the others; the job
-    takes that engine instead of loading the step again (:meth:`engine_for`).
+    takes that engine instead of loading the step again (:meth:`engine_for`). Once decoding, it draws a blank frame of
+    the video's size, so that OpenCV's, the colormap's and the label font's first-call costs are paid there too.
 
     Anything that fails here (a missing file, a file that is no video) is left for the job to find and report;
     opened for other options than the job's, it is stopped and the job decodes on its own. Close it (or use it as
