@@ -404,6 +404,16 @@ def _open_source(info: VideoInfo, o: VideoOptions, exe: str) -> VideoSource:
                        planar=planar_matrix(info) is not None)
 
 
+def _fit_frame(frame: np.ndarray, size: tuple[int, int], fit: str, matrix: str | None) -> tuple[np.ndarray, tuple]:
+    """One decoded frame (RGB, or I420 in ``matrix``) as the model's RGB input of ``size``, and the window of the
+    frame it covers."""
+    if matrix is None:
+        return shrink_to_model(frame, size, fit)
+    if fit == "squash":
+        return shrink_i420_to_model(frame, size, matrix), (0, 0, frame.shape[1], frame.shape[0] * 2 // 3)
+    return shrink_to_model(i420_to_rgb(frame, matrix), size, fit)
+
+
 def _warm_drawing(info: VideoInfo, o: VideoOptions) -> None:
     """Pay the first-call costs of fitting and drawing a frame of ``info``'s size now, on a blank frame: OpenCV's
     first colour conversion and resize, the colormap, the label's font at that size (40-60 ms of one core in all).
@@ -415,9 +425,7 @@ def _warm_drawing(info: VideoInfo, o: VideoOptions) -> None:
         m = planar_matrix(info)
         frame = np.zeros((info.height * 3 // 2, info.width) if m else (info.height, info.width, 3), np.uint8)
         CutDetector()(frame if m is None else sample_rgb(frame, m))
-        if m is not None:
-            shrink_i420_to_model(frame, (224, 224), m)
-        shrink_to_model(frame if m is None else i420_to_rgb(frame, m), (224, 224), o.render.fit)
+        _fit_frame(frame, (224, 224), o.render.fit, m)  # the job's own fit (its model's size is not known yet)
         o.render.renderer(m)(frame, np.zeros((7, 7), np.float32), format_label("warm", 0.5), None)
     except Exception:  # noqa: BLE001 - only a head start: the job meets (and reports) any real problem itself
         pass
@@ -688,13 +696,7 @@ class _VideoRun:
         return batch, small, fitted[0][1] if fitted else self.window, repeat, cuts
 
     def _fit(self, frame: np.ndarray) -> tuple[np.ndarray, tuple]:
-        """One frame as the model's RGB input, and the window of the frame it covers."""
-        size, fit, m = self.engine.input_size, self.o.render.fit, self.matrix
-        if m is None:
-            return shrink_to_model(frame, size, fit)
-        if fit == "squash":
-            return shrink_i420_to_model(frame, size, m), (0, 0, frame.shape[1], frame.shape[0] * 2 // 3)
-        return shrink_to_model(i420_to_rgb(frame, m), size, fit)
+        return _fit_frame(frame, self.engine.input_size, self.o.render.fit, self.matrix)
 
     def _run_unique(self, small: np.ndarray):
         """The engine on the new frames only, padded to the fixed batch shape (the compiled step sees one shape)."""
