@@ -185,7 +185,7 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
     import cv2
 
     from vidcam.jobs.video import encoder_threads
-    from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args
+    from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget
     from vidcam.media.probe import probe
     from vidcam.media.render import RenderOptions, format_label, shrink_to_model
     from vidcam.media.sink import VideoSink
@@ -244,8 +244,7 @@ def bench_stages(exe: str, clip: Path, engine, batch: int) -> tuple[dict[str, fl
     with tempfile.TemporaryDirectory() as d:
         target = EncodeTarget(w, h, info.time_base, matrix=matrix or "smpte170m")
         encode = encoder_threads(EncodeOptions())
-        sink = VideoSink(lambda first: encode_args(exe, Path(d) / "enc.mp4", target, first_pts=first, encode=encode),
-                         what="ffmpeg (encoding)")
+        sink = VideoSink(exe, Path(d) / "enc.mp4", target, encode=encode, what="ffmpeg (encoding)")
         write = sink.write if matrix is None else sink.write_i420
         period = round(1e9 / float(info.fps))
         t0, c0 = time.perf_counter(), cpu_seconds()

@@ -279,14 +279,14 @@ def test_subprocess_calls_take_lists():
 
 
 def test_ffmpeg_media_paths_cannot_be_options_or_protocols(tmp_path):
-    from vidcam.media.ffmpeg_cmd import AudioPlan, EncodeTarget, decode_args, encode_args, media_arg, probe_args
+    from vidcam.media.ffmpeg_cmd import AudioPlan, EncodeTarget, decode_args, media_arg, mux_args, probe_args
 
     for name in ["-y.mp4", "-i", "http:evil.mp4", "a b.mp4", "concat:x|y.mp4"]:
         arg = media_arg(tmp_path / name)
         assert arg.startswith("file:/") and arg.endswith(name)
     nasty = tmp_path / "-f lavfi -i x.mp4"
     for args in (probe_args("ffmpeg", nasty), decode_args("ffmpeg", nasty),
-                 encode_args("ffmpeg", tmp_path / "-y.mp4", EncodeTarget(8, 8), audio=AudioPlan(nasty))):
+                 mux_args("ffmpeg", tmp_path / "-y.mp4", EncodeTarget(8, 8), audio=AudioPlan(nasty))):
         assert isinstance(args, list) and all(isinstance(a, str) for a in args)
         # The path is one argument, behind file:, and never stands alone where ffmpeg looks for options.
         assert not any(a.startswith("-") and "x.mp4" in a for a in args), args

@@ -539,6 +539,33 @@ def test_repeated_frames_reuse_their_result_with_the_same_output(engine, tmp_pat
         assert row["predictions"][0]["probability"] == pytest.approx(float(alone.probabilities[0, best]), abs=1e-5)
 
 
+@pytest.mark.skipif(not Path("/usr/bin/ffprobe").exists(), reason="needs Debian's ffprobe (an independent decoder)")
+def test_a_frozen_stretch_is_written_as_skipped_pictures(engine, tmp_path):
+    """A lossless clip frozen for most of its length: every frame of the output is there at its source time, each
+    repeat decodes (Debian's ffmpeg, every error check on) to exactly the frame before it, and is a few bytes in
+    the file (a skipped picture, not encoded again)."""
+    src = tmp_path / "frozen.mp4"
+    run("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-filter_complex",
+        "[0:v]split[a][b];[a][b]freezeframes=first=5:last=34:replace=4", "-frames:v", "40", "-c:v", "libx264",
+        "-preset", "ultrafast", "-qp", "0", src)
+    out = tmp_path / "out.mp4"
+    s = process_video(src, out, model=engine, options=VideoOptions(batch_size=4))
+    assert s.frames == 40 and s.repeats == 30
+    strict = ["-v", "warning", "-xerror", "-err_detect", "crccheck+bitstream+buffer+explode"]
+    r = subprocess.run(["/usr/bin/ffmpeg", *strict, "-i", str(out), "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+                       capture_output=True, check=True)
+    assert r.stderr == b""
+    frames = np.frombuffer(r.stdout, np.uint8).reshape(40, -1)
+    for i in range(5, 35):
+        np.testing.assert_array_equal(frames[i], frames[4])
+    assert not np.array_equal(frames[35], frames[4])
+    packets = json.loads(subprocess.run(
+        ["/usr/bin/ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=size,pts_time",
+         "-of", "json", str(out)], capture_output=True, text=True, check=True).stdout)["packets"]
+    assert [p["pts_time"] for p in packets] == [f"{i * 0.04:.6f}" for i in range(40)]
+    assert all(int(p["size"]) < 48 for p in packets[5:35]) and min(int(p["size"]) for p in packets[:5]) > 200
+
+
 @pytest.mark.skipif(not Path("/usr/bin/ffmpeg").exists(), reason="needs Debian's ffmpeg (an independent decoder)")
 @pytest.mark.parametrize("tags", [("-colorspace", "bt709"), ("-color_range", "pc"), ("-colorspace", "bt470bg")])
 def test_planar_output_keeps_the_sources_picture(engine, tmp_path, tags):

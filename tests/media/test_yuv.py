@@ -157,12 +157,12 @@ def test_sampled_colours_are_the_frames_colours(picture):
 
 
 def test_sink_keeps_the_matrix_it_is_given(tmp_path, picture):
-    from vidcam.media.ffmpeg_cmd import EncodeTarget, encode_args
+    from vidcam.media.ffmpeg_cmd import EncodeTarget
     from vidcam.media.sink import VideoSink
 
     out = tmp_path / "out.mp4"
     target = EncodeTarget(320, 180, matrix="bt709")
-    sink = VideoSink(lambda first: encode_args(ffmpeg_exe(None), out, target, first_pts=first), what="ffmpeg")
+    sink = VideoSink(ffmpeg_exe(None), out, target, what="ffmpeg")
     frame = rgb_to_i420(picture, "bt709")
     for i in range(3):
         sink.write_i420(frame, i * 40_000_000)
@@ -185,14 +185,14 @@ def test_a_sink_opened_before_its_first_frame_writes_the_same_video(tmp_path, pi
     """The video job opens the encoder when the first frame's time is known, before it is drawn: the output is
     the one a sink started by its first write makes (times, pixels); opened for another first time it refuses
     the frame; opened and closed with no frame, it leaves no encoder and no file."""
-    from vidcam.media.ffmpeg_cmd import EncodeTarget, encode_args
+    from vidcam.media.ffmpeg_cmd import EncodeTarget
     from vidcam.media.sink import VideoSink
 
     target = EncodeTarget(320, 180, matrix="bt709")
     frame = rgb_to_i420(picture, "bt709")
 
     def sink_for(out):
-        return VideoSink(lambda first: encode_args(ffmpeg_exe(None), out, target, first_pts=first), what="ffmpeg")
+        return VideoSink(ffmpeg_exe(None), out, target, what="ffmpeg")
 
     outs = []
     for early in (False, True):

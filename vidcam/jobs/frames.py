@@ -43,7 +43,7 @@ from vidcam.errors import InputError, OutputError, UsageError, VidcamError
 from vidcam.jobs.executors import Executor, ItemResult, LocalExecutor
 from vidcam.jobs.labels import label_kind, write_frame_labels, write_lines_atomic
 from vidcam.jobs.report import report_paths, write_frames_report
-from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
+from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, ffmpeg_exe
 from vidcam.media.files import content_sha256
 from vidcam.media.images import IMAGE_SUFFIXES, fit_to_model, read_image
 from vidcam.media.outputs import (
@@ -677,8 +677,7 @@ def _assemble(exe: str, pictures: list[Path], output: Path, *, rate: Fraction, e
     period = 1_000_000_000 / rate
     with atomic_output(output, overwrite=overwrite) as tmp:
         target = EncodeTarget(w, h, time_base=1 / rate)
-        sink = VideoSink(lambda start: encode_args(exe, tmp, target, first_pts=start, encode=encode),
-                         what=f"ffmpeg (encoding {output})")
+        sink = VideoSink(exe, tmp, target, encode=encode, what=f"ffmpeg (encoding {output})")
         try:
             for i, p in enumerate(pictures):
                 img = first if i == 0 else read_image(p)

@@ -3,8 +3,8 @@
 ::
 
     VideoSource --> fit to the model --> engine (batched CAMs, --> render, then the sinks: VideoSink (encoder,
-    (ffmpeg decode,  (thread)             smoothing, metrics)       the source's audio) and the labels file
-     exact times)                         (thread)                  (this thread)
+    (ffmpeg decode,  (thread)             smoothing, metrics)       muxer, the source's audio) and the labels
+     exact times)                         (thread)                  file (this thread)
 
 Each stage runs in its own thread (:class:`vidcam.jobs.pipeline.Pipeline`), so the slowest sets the pace; the
 queues are bounded, so memory stays flat whatever the video's length. No frame touches the disk as an image.
@@ -55,7 +55,7 @@ from vidcam.jobs.labels import VideoLabelsWriter, label_kind
 from vidcam.jobs.pipeline import Pipeline
 from vidcam.jobs.report import TimelineRecorder, report_paths
 from vidcam.jobs.temporal import TemporalStats, map_stability
-from vidcam.media.ffmpeg_cmd import AudioPlan, EncodeOptions, EncodeTarget, encode_args, ffmpeg_exe
+from vidcam.media.ffmpeg_cmd import AudioPlan, EncodeOptions, EncodeTarget, ffmpeg_exe
 from vidcam.media.images import check_decoded_size
 from vidcam.media.outputs import atomic_output, check_output
 from vidcam.media.probe import VideoInfo, probe
@@ -746,14 +746,17 @@ class _VideoRun:
             record = self.timeline is not None and self.timeline.add(
                 k, t, (cid, float(probs[i, cid])), (ids[i], top_probs[i]), float(stability[i]), bool(cuts[i]))
             self.counts[names[cid]] += 1
-            # A repeated frame with an unsmoothed map looks exactly like the one before it: drawn once.
-            if not (repeat[i] and self.o.smooth == 0 and self.picture is not None):
+            # A repeated frame with an unsmoothed map looks exactly like the one before it: drawn once, and written
+            # as a skipped picture (no encoding; see vidcam.media.sink).
+            if repeat[i] and self.o.smooth == 0 and self.picture is not None:
+                sink.repeat(batch.nanoseconds(i))
+            else:
                 label = format_label(names[cid], float(probs[i, cid]))
                 self.picture = renderer(batch.pixels[i], cams[i], label, window)
-            if self.matrix is None:
-                sink.write(self.picture, batch.nanoseconds(i))
-            else:
-                sink.write_i420(self.picture, batch.nanoseconds(i))
+                if self.matrix is None:
+                    sink.write(self.picture, batch.nanoseconds(i))
+                else:
+                    sink.write_i420(self.picture, batch.nanoseconds(i))
             if record:
                 self.timeline.thumbnail(k, t, self.picture if self.matrix is None
                                         else i420_to_rgb(self.picture, self.matrix))
@@ -773,8 +776,7 @@ class _VideoRun:
                               self.matrix or "smpte170m")
         self.audio = audio_plan(info, o, output.suffix, end)
         encode = encoder_threads(o.encode)
-        return VideoSink(lambda first: encode_args(self.exe, tmp, target, first_pts=first, encode=encode,
-                                                   audio=self.audio), what=f"ffmpeg (encoding {output})")
+        return VideoSink(self.exe, tmp, target, encode=encode, audio=self.audio, what=f"ffmpeg (encoding {output})")
 
     def run(self, output: Path, labels_out: Path | None, kind: str | None, progress,
             report: Path | None = None, early: DecodeAhead | None = None) -> VideoSummary:

@@ -31,7 +31,8 @@ __all__ = [
     "media_arg",
     "probe_args",
     "decode_args",
-    "encode_args",
+    "x264_args",
+    "mux_args",
     "count_frames_args",
 ]
 
@@ -205,51 +206,53 @@ class AudioPlan:
     end: float | None = None
 
 
-def _video_out(output: str | os.PathLike, target: EncodeTarget, encode: EncodeOptions) -> dict:
-    # The frames are I420 in the target's matrix, limited range; tag exactly that, so players neither guess
-    # another matrix from the size nor stretch the range.
+def x264_args(exe: str, target: EncodeTarget, encode: EncodeOptions | None = None) -> list[str]:
+    """Frames with their timestamps (Matroska on stdin, see :mod:`vidcam.media.mkv`) -> H.264 (yuv420p) as an
+    Annex B stream on stdout: x264's access units in the order the frames came (no B-frames), one per frame.
+
+    vidcam muxes that stream itself (:func:`mux_args`), so that a repeated picture can be written as a skipped
+    picture instead of being encoded again (:mod:`vidcam.media.h264`).
+    """
+    encode = encode or EncodeOptions()
+    # The frames are I420 in the target's matrix, limited range; tag exactly that (x264 writes it in the stream),
+    # so players neither guess another matrix from the size nor stretch the range.
     filters = [f"setparams=range=tv:colorspace={target.matrix}:color_primaries={target.primaries}"
                f":color_trc={target.transfer}"]
     if target.sar is not None and target.sar != 1:
         filters.append(f"setsar={target.sar.numerator}/{target.sar.denominator}")
-    tb = target.time_base
-    # No B-frames: with them, ffmpeg's x264 wrapper hands the frame durations to the packets in input order, not
-    # in the reordered output order, so an MP4's last frame gets another frame's duration (a variable-rate
-    # video ends early or late). Without them every duration is exact; measured on the 720p bench clip at
-    # superfast/crf 20, it also costs ~20% less encoder CPU and gives a ~10% smaller file.
+    # No B-frames: the access units come out in the order the frames went in, so each gets its frame's time, and
+    # the stream can take skipped pictures between them. Measured on the 720p bench clip at superfast/crf 20, it
+    # also costs ~20% less encoder CPU and gives a ~10% smaller file.
     opts: dict = {
-        "c:v": "libx264", "preset": encode.preset, "crf": encode.crf, "bf": 0, "pix_fmt": "yuv420p",
-        "vf": ",".join(filters),
-        "fps_mode": "passthrough", "enc_time_base:v": f"{tb.numerator}/{tb.denominator}",
+        "map": "0:V:0", "c:v": "libx264", "preset": encode.preset, "crf": encode.crf, "bf": 0, "pix_fmt": "yuv420p",
+        "vf": ",".join(filters), "fps_mode": "passthrough", "f": "h264",
     }
     if encode.threads is not None:
         opts["threads"] = encode.threads
-    if Path(output).suffix.lower() in (".mp4", ".m4v", ".mov"):
-        opts["movflags"] = "+faststart"
-        opts["video_track_timescale"] = tb.denominator
-    return opts
+    stream = ffmpeg.input("pipe:0", f="matroska").output("pipe:1", **opts)
+    return _cmd(exe, stream)
 
 
-def encode_args(
+def mux_args(
     exe: str,
     output: str | os.PathLike,
     target: EncodeTarget,
     *,
     first_pts: float = 0.0,
-    encode: EncodeOptions | None = None,
     audio: AudioPlan | None = None,
 ) -> list[str]:
-    """Frames with their timestamps (Matroska on stdin, see :mod:`vidcam.media.mkv`) -> H.264 (yuv420p), each
-    frame at its own time, plus the audio of ``audio.source``.
+    """H.264 with its timestamps (Matroska on stdin) -> ``output``, the video copied as it is, each frame at its own
+    time, plus the audio of ``audio.source``.
 
     The Matroska stream's timestamps start at 0 at the first frame; ``-itsoffset first_pts`` puts that frame
     back at its time, so a picture that starts after the sound still does, and the audio, read from the source
     with the same ``start``, keeps its own times: sync holds at every point.
     """
-    encode = encode or EncodeOptions()
-    video = ffmpeg.input("pipe:0", f="matroska", itsoffset=f"{first_pts:.6f}")
-    streams = [video.video]
-    out_opts = _video_out(output, target, encode)
+    # Everything about the stream is in its header (vidcam wrote it): no probing, so the file is opened with the first
+    # picture instead of after 20 or more (x264 at a slow preset holds 40 frames before its first picture).
+    video = ffmpeg.input("pipe:0", f="matroska", itsoffset=f"{first_pts:.6f}", analyzeduration=0, probesize=32)
+    streams = [video["V:0"]]
+    out_opts: dict = {"c:v": "copy"}
     if audio is not None:
         a_opts: dict = {}
         if audio.start:
@@ -262,5 +265,8 @@ def encode_args(
             out_opts["b:a"] = "192k"
             if audio.end is not None:
                 out_opts["af"] = f"atrim=end={max(0.0, audio.end):.6f}"
+    if Path(output).suffix.lower() in (".mp4", ".m4v", ".mov"):
+        out_opts["movflags"] = "+faststart"
+        out_opts["video_track_timescale"] = target.time_base.denominator
     stream = ffmpeg.output(*streams, media_arg(output), **out_opts)
     return _cmd(exe, stream, overwrite=True)
