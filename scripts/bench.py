@@ -18,8 +18,7 @@ Prints a table of frames/s:
       time; the machine's speed drifts within a run, so each run of (b) is held against the stages timed right
       after it, and the pair with the median share of the budget is the one reported
   (d) a lossless clip and the same clip with its middle half frozen (repeated frames reuse their result and are
-      written as skipped pictures, not encoded), three
-      pairs, the one with the median ratio
+      written as skipped pictures, not encoded), three pairs, the one with the median ratio
 then the start-up (a one-frame video vs a bare `import tensorflow`, interleaved, medians), b/a, the pipeline's
 share of the budget for the work it did itself (the CLI decodes the first frames while TensorFlow imports, before
 the pipeline's clock starts: their decoding is left out of its share; b/B counts them too), also on the long
