@@ -4,6 +4,10 @@ testing pages in a real browser. Chromium is Debian's (``./scripts/test`` instal
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
+import http.server
+import io
 import json
 import os
 import re
@@ -15,6 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlparse
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -153,3 +158,60 @@ def timeline_data(page) -> dict:
     text = page.read_text(encoding="utf-8")
     return json.loads(re.search(r'<script type="application/json" id="timeline-data">(.*?)</script>', text,
                                 re.S).group(1))
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """http.server with byte ranges (``Range: bytes=a-b``): without them Chrome cannot seek in a video."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def send_head(self):
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if m is None or not path.is_file():
+            return super().send_head()
+        size = path.stat().st_size
+        start, end = int(m.group(1)), min(int(m.group(2) or size - 1), size - 1)
+        f = open(path, "rb")  # noqa: SIM115 - closed by copyfile's caller, as in the base class
+        f.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        return io.BufferedReader(_Limited(f, end - start + 1))
+
+
+class _Limited(io.RawIOBase):
+    """The next ``n`` bytes of a file, then its end."""
+
+    def __init__(self, f, n: int) -> None:
+        self.f, self.left = f, n
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.f.read(min(len(b), self.left))
+        self.left -= len(data)
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """``folder`` served on 127.0.0.1 (a free port, byte ranges) from a thread; yields the base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler, directory=folder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

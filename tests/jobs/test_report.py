@@ -3,18 +3,14 @@ in a real browser (Debian's headless Chromium over the DevTools protocol), serve
 
 from __future__ import annotations
 
-import functools
-import http.server
-import io
 import re
 import subprocess
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from cdp import Browser, chromium, timeline_data
+from cdp import Browser, chromium, serve, timeline_data
 from clips import save_tiny_keras
 from conftest import classifier_for
 from test_temporal import CUT_AT, make_cut_clip, shot
@@ -109,62 +105,12 @@ def test_cli_report(clip, tiny_flat, tmp_path):
 # -- in a real browser -----------------------------------------------------------------------------------------
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """http.server with byte ranges (``Range: bytes=a-b``): without them Chrome cannot seek in a video."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def send_head(self):
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-        path = Path(self.translate_path(self.path))
-        if m is None or not path.is_file():
-            return super().send_head()
-        size = path.stat().st_size
-        start, end = int(m.group(1)), min(int(m.group(2) or size - 1), size - 1)
-        f = open(path, "rb")  # noqa: SIM115 - closed by copyfile's caller, as in the base class
-        f.seek(start)
-        self.send_response(206)
-        self.send_header("Content-Type", self.guess_type(str(path)))
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        return io.BufferedReader(_Limited(f, end - start + 1))
-
-
-class _Limited(io.RawIOBase):
-    """The next ``n`` bytes of a file, then its end."""
-
-    def __init__(self, f, n: int) -> None:
-        self.f, self.left = f, n
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.f.read(min(len(b), self.left))
-        self.left -= len(data)
-        b[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self.f.close()
-        super().close()
-
-
 @pytest.fixture
 def served(made):
     """The run's folder served on 127.0.0.1 (a free port) from a thread."""
     _, page, _ = made
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler,
-                                                                                  directory=page.parent.parent))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/pages/report.html"
-    server.shutdown()
-    server.server_close()
+    with serve(page.parent.parent) as base:
+        yield f"{base}/pages/report.html"
 
 
 def _ffprobe_duration(path: Path) -> float:

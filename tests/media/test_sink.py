@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cdp import Browser, chromium, serve
 
 from vidcam.errors import FFmpegError
 from vidcam.media.ffmpeg_cmd import EncodeOptions, EncodeTarget, ffmpeg_exe
@@ -136,3 +138,53 @@ def test_repeat_needs_a_picture_first(tmp_path):
     with pytest.raises(ValueError, match="no picture to repeat"):
         sink.repeat(0)
     sink.kill()
+
+
+def _grey(k: int, w: int = 320, h: int = 240) -> np.ndarray:
+    """An I420 picture of one grey level per ``k`` (Y 40 + 12k): each picture of a sequence tells itself apart."""
+    return np.concatenate([np.full((h, w), 40 + 12 * k, np.uint8),
+                           np.full((h // 2, w), 128, np.uint8)]).reshape(h * 3 // 2, w)
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium: ./scripts/test installs Debian's chromium when missing")
+def test_a_browser_plays_the_skipped_pictures(tmp_path):
+    """Chromium (its own MP4 demuxer and decoder) shows, at every time of a freeze written as skipped pictures, the
+    picture the freeze holds, and the pictures after it as they are; it reports no corrupted frame."""
+    plan = list(range(10)) + [9] * 40 + list(range(10, 15))
+    sink = VideoSink(ffmpeg_exe(None), tmp_path / "freeze.mp4", EncodeTarget(320, 240, time_base=Fraction(1, 25)),
+                     what="ffmpeg")
+    try:
+        for i, k in enumerate(plan):
+            if i and plan[i - 1] == k:
+                sink.repeat(i * 40_000_000)
+            else:
+                sink.write_i420(_grey(k), i * 40_000_000)
+        sink.close(len(plan) * 40_000_000)
+    finally:
+        sink.kill()
+    assert sink.skipped == 40
+    (tmp_path / "page.html").write_text('<link rel="icon" href="data:,"><video id="v" src="freeze.mp4" muted></video>'
+                                        '<canvas id="c"></canvas>')
+    times = [(i + 0.5) / 25 for i in range(len(plan))]
+    with serve(tmp_path) as base, Browser() as page:
+        page.call("Page.navigate", url=f"{base}/page.html")
+        shown = page.evaluate(f"""(async () => {{
+            const v = document.getElementById('v'), c = document.getElementById('c');
+            if (v.readyState < 2) await new Promise((ok, bad) => {{ v.addEventListener('loadeddata', ok);
+                v.addEventListener('error', () => bad('video error ' + (v.error && v.error.code))); }});
+            c.width = 320; c.height = 240;
+            const g = c.getContext('2d', {{willReadFrequently: true}}), out = [];
+            for (const t of {times}) {{
+                v.currentTime = t;
+                await new Promise(r => v.addEventListener('seeked', r, {{once: true}}));
+                g.drawImage(v, 0, 0);
+                out.push(g.getImageData(160, 120, 1, 1).data[1]);
+            }}
+            await v.play(); await new Promise(r => v.addEventListener('ended', r, {{once: true}}));
+            return [out, v.getVideoPlaybackQuality().corruptedVideoFrames];
+        }})()""", timeout=120)
+        assert page.errors() == []
+    levels, corrupted = shown
+    assert corrupted == 0
+    want = [round((40 + 12 * k - 16) * 255 / 219) for k in plan]  # limited-range grey to RGB
+    assert all(abs(got - w) <= 3 for got, w in zip(levels, want)), list(zip(levels, want))
