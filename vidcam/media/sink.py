@@ -81,11 +81,10 @@ class VideoSink:
         self._shown: _Shown | None = None  # the last picture sent (or pending) and its repeats so far
         self._last: np.ndarray | None = None  # the last picture written (I420)
         self._encoder_ns = 0  # x264's own timeline: the pictures it encodes, end to end
-        self._rgb: tuple[np.ndarray, np.ndarray] | None = None  # the last RGB picture written and its I420
         self._times: queue.Queue[_Shown | None] = queue.Queue()
         self._mux_thread: threading.Thread | None = None
         self._error: BaseException | None = None  # what stopped the muxing thread
-        self.skipped = 0  # pictures written as skipped pictures
+        self._splicer = h264.SkipSplicer()  # the muxing thread's
         self._sent = self._muxed = 0  # pictures sent to x264, and its pictures muxed
         self._size = (0, 0)
 
@@ -124,6 +123,11 @@ class VideoSink:
             self.encoder.check()
             raise FFmpegError(f"{self.what} stopped reading frames") from None
 
+    @property
+    def skipped(self) -> int:
+        """Pictures written as skipped pictures so far."""
+        return self._splicer.inserted
+
     def _raise_muxing_error(self) -> None:
         # The muxing thread keeps what stopped it before it kills the encoder: a pipe broken by that is explained.
         if self._error is not None:
@@ -141,15 +145,9 @@ class VideoSink:
             self._sent += 1
 
     def write(self, rgb: np.ndarray, pts_ns: int) -> None:
-        """Queue one RGB frame shown from ``pts_ns`` (nanoseconds, increasing) until the next frame's time.
-
-        The same array written again (unchanged) is converted once."""
-        if self._rgb is not None and self._rgb[0] is rgb:
-            yuv = self._rgb[1]
-        else:
-            yuv = to_i420(rgb)
-            self._rgb = (rgb, yuv)
-        self.write_i420(yuv, pts_ns)
+        """Queue one RGB frame shown from ``pts_ns`` (nanoseconds, increasing) until the next frame's time (the same
+        picture again: :meth:`repeat`)."""
+        self.write_i420(to_i420(rgb), pts_ns)
 
     def write_i420(self, yuv: np.ndarray, pts_ns: int) -> None:
         """Queue one I420 frame (``(H * 3 // 2, W)``, even size, in the matrix the encoder's target is tagged with;
@@ -157,11 +155,16 @@ class VideoSink:
         until then: do not change it."""
         if not self._started:
             self._start(pts_ns, yuv.shape[1], yuv.shape[0] * 2 // 3)
-        if self._shown is not None:
-            self._shown.end = pts_ns
-            self._times.put(self._shown)
+        self._end_shown(pts_ns)
         self._advance(pts_ns)
         self._pending, self._shown, self._last = (pts_ns, yuv), _Shown(pts_ns), yuv
+
+    def _end_shown(self, end_ns: int) -> None:
+        """The last picture is shown until ``end_ns``: its times go to the muxing thread."""
+        if self._shown is not None:
+            self._shown.end = end_ns
+            self._times.put(self._shown)
+            self._shown = None
 
     def repeat(self, pts_ns: int) -> None:
         """The last picture written, shown again from ``pts_ns``: a skipped picture where the preset allows it
@@ -178,7 +181,7 @@ class VideoSink:
         """The muxing thread: x264's access units, each with its frame's time, and the skipped pictures after it,
         to the muxer."""
         try:
-            reader, splicer = h264.AccessUnitReader(), h264.SkipSplicer()
+            reader, splicer = h264.AccessUnitReader(), self._splicer
             out = self.encoder.proc.stdout
             header = None
             while True:
@@ -200,7 +203,6 @@ class VideoSink:
                                           f"({splicer.why_not}); use another --preset")
                     for t in times[1:]:
                         self._packet(t, splicer.repeat(), False)
-                        self.skipped += 1
                 if not chunk:
                     break
             if self._muxed != self._sent and self.encoder.wait() == 0:
@@ -243,17 +245,13 @@ class VideoSink:
             self.kill()
             return
         self._advance(end_ns)
-        if self._shown is not None:
-            self._shown.end = end_ns
-            self._times.put(self._shown)
-            self._shown = None
+        self._end_shown(end_ns)
         try:
             self.encoder.proc.stdin.close()
         except BrokenPipeError:
             pass
         self._mux_thread.join()
-        if self._error is not None:
-            raise self._error
+        self._raise_muxing_error()
         self.encoder.check()
         self.muxer.check()
 
